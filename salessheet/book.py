@@ -11,6 +11,7 @@ Contract every later stage relies on (KPIs, sync, spreadsheet functions):
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -35,13 +36,40 @@ def default_stages() -> pd.DataFrame:
     return df
 
 
+class LazyFrames(Mapping):
+    """Table name -> DataFrame, each built on first access (the raw values are rarely all needed)."""
+
+    def __init__(self):
+        self._builders: dict[str, Callable[[], pd.DataFrame]] = {}
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    def add(self, name: str, builder: Callable[[], pd.DataFrame]) -> None:
+        self._builders[name] = builder
+        self._frames.pop(name, None)
+
+    def __setitem__(self, name: str, frame: pd.DataFrame) -> None:
+        self._builders[name] = lambda: frame
+        self._frames[name] = frame
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._frames:
+            self._frames[name] = self._builders[name]()
+        return self._frames[name]
+
+    def __iter__(self):
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+
 @dataclass
 class Book:
     source: str
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
     sheets: dict[str, str] = field(default_factory=dict)  # table -> sheet it was read from
-    raw: dict[str, pd.DataFrame] = field(default_factory=dict)
+    raw: LazyFrames = field(default_factory=LazyFrames)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {column: header as written}
 
     def has(self, name: str) -> bool:

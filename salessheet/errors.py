@@ -24,3 +24,15 @@ class MissingTableError(Error):
 
 class ValidationError(Error):
     """Input that salessheet refuses (a bad argument or filter), as opposed to issues found in data."""
+
+
+class LockedError(Error):
+    """A file is open (locked) in another program, or another sync holds the state lock."""
+
+    def __init__(self, path, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class SyncError(Error):
+    """A sync could not complete; the master and state are left as they were."""

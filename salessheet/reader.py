@@ -7,6 +7,8 @@ unknown columns are kept; every value that cannot be read becomes an Issue namin
 """
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,12 +31,13 @@ class Region:
     first_row: int  # sheet row number (1-based) of rows[0]
     first_col: int = 0  # 0-based column index of rows[x][0]
     how: str = "sheet"  # "table" (Excel table), "sheet" (sheet name), "detected"
+    trimmed: bool = True  # blank rows are already BLANK_ROW (sources does it while reading)
 
 
 @dataclass
 class _Parsed:
     clean: pd.DataFrame
-    raw: pd.DataFrame
+    raw: object  # () -> DataFrame of the original values
     headers: dict[str, str]
     issues: list[Issue] = field(default_factory=list)
 
@@ -150,20 +153,19 @@ def parse_region(table_name: str, region: Region, source: str, dayfirst: bool | 
     names, issues = _map_headers(header, table, region, source)
 
     # Keep non-blank rows only; remember the sheet row of each. Trailing blanks are not rows.
-    row_numbers: list[int] = []
-    kept: list[list] = []
-    blank_runs: list[int] = []
-    for k, r in enumerate(body):
-        if any(not values.is_blank(v) for v in r):
-            if blank_runs:
-                for b in blank_runs:
-                    issues.append(Issue(source, region.sheet, b, None, None, WARNING,
-                                        "empty row in the middle of the table; rows below it still count"))
-                blank_runs = []
-            kept.append(list(r) + [None] * (width - len(r)) if len(r) < width else r)
-            row_numbers.append(region.first_row + 1 + k)
-        elif kept:
-            blank_runs.append(region.first_row + 1 + k)
+    body = [values.trim_row(r) for r in body] if not region.trimmed else body
+    nonblank = np.array([k for k, r in enumerate(body) if r], dtype=np.int64)
+    kept = [body[k] for k in nonblank]
+    if any(len(r) != width for r in kept):
+        kept = [list(r[:width]) + [None] * (width - len(r)) for r in kept]
+    if len(nonblank) > 1:
+        gaps = np.flatnonzero(np.diff(nonblank) > 1)
+        for g in gaps:  # one issue per run of empty rows, however long
+            first, last = region.first_row + 2 + nonblank[g], region.first_row + nonblank[g + 1]
+            what = "an empty row" if first == last else f"{last - first + 1} empty rows (rows {first}-{last})"
+            issues.append(Issue(source, region.sheet, int(first), None, None, WARNING,
+                                f"{what} in the middle of the table; the rows below still count"))
+    row_numbers = (nonblank + region.first_row + 1).tolist()
 
     index = pd.Index(row_numbers, name="row", dtype="int64")
     columns = list(zip(*kept)) if kept else [()] * width
@@ -186,14 +188,16 @@ def parse_region(table_name: str, region: Region, source: str, dayfirst: bool | 
             issues.append(Issue(source, region.sheet, row_numbers[i], label, vals[i], sev, msg))
     for name in names:
         if name not in clean:  # extra columns survive as written
-            clean[name] = np.array([None if values.is_blank(v) else v for v in raw[name]], dtype=object)
+            clean[name] = np.array([None if v == "" or v is None else v for v in raw[name]], dtype=object)
 
     # Object dtype for text keeps one dtype whatever the column holds (pandas 3 would infer "str" only
     # when every cell is text), so tables from different sheets concatenate and compare alike.
     clean_df = pd.DataFrame({k: pd.Series(v, index=index, dtype=object) if getattr(v, "dtype", None) == object
                              else pd.Series(v, index=index) for k, v in clean.items()}, index=index)
-    raw_df = pd.DataFrame({k: pd.Series(v, index=index, dtype=object) for k, v in raw.items()}, index=index)
-    return _Parsed(clean_df, raw_df, {k: v for k, v in written.items() if v}, issues)
+    def raw_frame() -> pd.DataFrame:
+        return pd.DataFrame({k: pd.Series(v, index=index, dtype=object) for k, v in raw.items()}, index=index)
+
+    return _Parsed(clean_df, raw_frame, {k: v for k, v in written.items() if v}, issues)
 
 
 def _empty(kind: str, n: int):
@@ -231,7 +235,7 @@ def build_book(source: str, regions: dict[str, Region], dayfirst: bool | None = 
         lookup = values.stage_lookup(book.stages["Stage"]) if name == "Deals" else None
         parsed = parse_region(name, region, source, dayfirst=dayfirst, stage_lookup=lookup)
         book.tables[name] = parsed.clean
-        book.raw[name] = parsed.raw
+        book.raw.add(name, parsed.raw)
         book.sheets[name] = region.sheet
         book.headers[name] = parsed.headers
         book.issues.extend(parsed.issues)
@@ -247,9 +251,25 @@ def _table_of(book: Book, sheet: str | None) -> str:
     return "Deals"
 
 
+@contextmanager
+def _bulk():
+    """Reading makes millions of short-lived, acyclic objects: the cycle collector only slows it down."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def read_workbook(path, dayfirst: bool | None = None) -> Book:
     """Read an xlsx/xlsm/xls/ods or csv file into a Book. Raises ReadError if it is not readable at all."""
-    path = Path(path)
+    with _bulk():
+        return _read_workbook(Path(path), dayfirst)
+
+
+def _read_workbook(path: Path, dayfirst: bool | None) -> Book:
     sheets, excel_tables = sources.load(path)
     regions = locate_tables(sheets, excel_tables)
     book = build_book(str(path), regions, dayfirst=dayfirst)
@@ -269,5 +289,5 @@ def book_from_rows(tables: dict[str, list[list]], source: str = "<data>", dayfir
             raise KeyError(f"unknown table {name!r}; expected one of {', '.join(schema.TABLES)}")
         rows = [list(r) for r in rows]
         i, _ = find_header(rows, schema.TABLES[canon], scan=5)
-        regions[canon] = Region(canon, rows[i:], 1 + i, 0, how="table")
+        regions[canon] = Region(canon, rows[i:], 1 + i, 0, how="table", trimmed=False)
     return build_book(source, regions, dayfirst=dayfirst)

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ReadError
+from .values import BLANK_ROW as _BLANK, trim_row as _trim
 
 SPREADSHEET_SUFFIXES = {".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".csv", ".tsv", ".txt"}
 # A real workbook of a million deals unpacks to well under this; a zip bomb does not.
 MAX_UNPACKED_BYTES = 2 * 1024**3
 MAX_RATIO = 400  # unpacked/packed per member; real sheet XML compresses 10-30x
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_BLANK: list = []  # shared stand-in for empty rows, so a sheet of a million empty rows stays small
 
 
 @dataclass
@@ -147,13 +147,6 @@ def _sheet_loader(wb, name: str, path: Path):
         return [_BLANK] * (start[0] if start else 0) + rows
 
     return load
-
-
-def _trim(row: list) -> list:
-    for v in row:
-        if v != "" and v is not None:
-            return row
-    return _BLANK
 
 
 def _why(e: Exception) -> str:

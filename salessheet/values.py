@@ -33,6 +33,17 @@ def is_blank(v) -> bool:
     return v is pd.NaT or v is pd.NA
 
 
+BLANK_ROW: list = []  # shared stand-in for empty rows, so a sheet of a million empty rows stays small
+
+
+def trim_row(row: list) -> list:
+    """The row itself, or BLANK_ROW when no cell holds anything."""
+    for v in row:
+        if v != "" and v is not None and not (type(v) is str and not v.strip()) and v == v:
+            return row
+    return BLANK_ROW
+
+
 # -- text ---------------------------------------------------------------------------------------
 
 def _as_text(v) -> str | None:
@@ -52,6 +63,8 @@ def _as_text(v) -> str | None:
 
 
 def parse_text(values: list) -> tuple[np.ndarray, Problems]:
+    if set(map(type, values)) <= {str}:  # the common case: skip the per-cell type dispatch
+        return np.array([v.strip() or None for v in values], dtype=object), []
     return np.array([_as_text(v) for v in values], dtype=object), []
 
 
@@ -87,21 +100,17 @@ def stage_lookup(stage_names) -> dict[str, str]:
 
 
 def parse_stage(values: list, lookup: dict[str, str]) -> tuple[np.ndarray, Problems]:
-    out = np.empty(len(values), dtype=object)
+    texts, _ = parse_text(values)
+    known = {t: lookup.get(schema.normalize(t)) for t in set(texts.tolist()) if t is not None}
+    out = np.array([None if t is None else known[t] or t for t in texts], dtype=object)
     problems: Problems = []
-    cache: dict[str, str | None] = {}
-    for i, v in enumerate(values):
-        t = _as_text(v)
-        if t is None:
-            out[i] = None
-            continue
-        if t not in cache:
-            cache[t] = lookup.get(schema.normalize(t))
-        hit = cache[t]
-        out[i] = hit if hit is not None else t
-        if hit is None:
-            problems.append((i, WARNING, f"unknown stage {t!r}: kept as written and counted as open; "
-                                         f"add it to the Stages sheet or use one of: {', '.join(dict.fromkeys(lookup.values()))}"))
+    stages = ", ".join(dict.fromkeys(lookup.values()))
+    unknown = {t for t, hit in known.items() if hit is None}
+    if unknown:
+        for i, t in enumerate(texts):
+            if t in unknown:
+                problems.append((i, WARNING, f"unknown stage {t!r}: kept as written and counted as open; "
+                                             f"add it to the Stages sheet or use one of: {stages}"))
     return out, problems
 
 
@@ -144,16 +153,24 @@ def parse_number_text(text: str) -> float | None:
     return -x if negative else x
 
 
+_NUMERIC = {float, int}
+
+
+def _numbers_and_rest(values: list) -> tuple[np.ndarray, list[int]]:
+    """Plain numbers in one vectorised step; positions of everything else that is not blank."""
+    out = np.array([v if type(v) in _NUMERIC else np.nan for v in values], dtype=float)
+    rest = [i for i, v in enumerate(values) if type(v) not in _NUMERIC and v != "" and v is not None]
+    return out, rest
+
+
 def parse_number(values: list, column: str, kind: str = "number") -> tuple[np.ndarray, Problems]:
-    out = np.full(len(values), np.nan)
+    out, rest = _numbers_and_rest(values)
     problems: Problems = []
-    for i, v in enumerate(values):
-        t = type(v)
-        if t is float or t is int:
-            out[i] = v
-        elif is_blank(v):
+    for i in rest:
+        v = values[i]
+        if is_blank(v):
             continue
-        elif t is bool:
+        if type(v) is bool:
             problems.append((i, ERROR, f"{column} should be a number, not {v}"))
         elif isinstance(v, str):
             x = parse_number_text(v)
@@ -174,15 +191,15 @@ def parse_number(values: list, column: str, kind: str = "number") -> tuple[np.nd
 
 def parse_percent(values: list, column: str) -> tuple[np.ndarray, Problems]:
     """25%, "25%", 0.25 and 25 all mean a quarter: numbers above 1 are read as percent points."""
-    out = np.full(len(values), np.nan)
+    out, rest = _numbers_and_rest(values)
+    big = out > 1
+    out[big] = out[big] / 100
     problems: Problems = []
-    for i, v in enumerate(values):
-        t = type(v)
-        if t is float or t is int:
-            x = float(v)
-        elif is_blank(v):
+    for i in rest:
+        v = values[i]
+        if is_blank(v):
             continue
-        elif isinstance(v, str):
+        if isinstance(v, str):
             s = v.strip()
             pct = s.endswith("%")
             x = parse_number_text(s.rstrip("%").strip())
@@ -260,6 +277,17 @@ def _text_date(s: str) -> dt.datetime | None:
         return None
 
 
+_DATELIKE = {dt.date, dt.datetime, pd.Timestamp}
+
+
+def _dates_and_rest(values: list) -> tuple[np.ndarray, list[int]]:
+    """Real date cells in one vectorised step; positions of everything else that is not blank."""
+    objs = [v if type(v) in _DATELIKE and getattr(v, "tzinfo", None) is None else None for v in values]
+    rest = [i for i, v in enumerate(values) if objs[i] is None and v != "" and v is not None]
+    out = pd.to_datetime(pd.Series(objs, dtype=object)).to_numpy().astype("datetime64[us]")
+    return out, rest
+
+
 def parse_dates(values: list, column: str, dayfirst: bool | None = None,
                 keep_time: bool = False) -> tuple[np.ndarray, Problems]:
     """Dates from date cells, Excel serials, ISO text and d/m/y or m/d/y text.
@@ -269,17 +297,16 @@ def parse_dates(values: list, column: str, dayfirst: bool | None = None,
     blank, never guessed.
     """
     n = len(values)
-    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
+    out, rest = _dates_and_rest(values)
     problems: Problems = []
     slashed: list[tuple[int, tuple]] = []  # (position, regex groups) decided after inference
     iso_pos: list[int] = []
-    for i, v in enumerate(values):
+    for i in rest:
+        v = values[i]
         t = type(v)
-        if t is dt.datetime or t is pd.Timestamp:
-            out[i] = np.datetime64(v.replace(tzinfo=None) if v.tzinfo else v, "us")
-        elif t is dt.date:
-            out[i] = np.datetime64(v, "D")
-        elif t is float or t is int:
+        if t is float or t is int:
+            if v == 0:  # hosts send 0 for an empty cell
+                continue
             if SERIAL_MIN <= v <= SERIAL_MAX:
                 out[i] = EXCEL_EPOCH + np.timedelta64(round(v * 86400_000_000), "us")
             else:
@@ -309,7 +336,7 @@ def parse_dates(values: list, column: str, dayfirst: bool | None = None,
             else:
                 problems.append((i, ERROR, f"{column}: {s!r} is not a date (use YYYY-MM-DD)"))
         elif isinstance(v, (dt.date, np.datetime64)):
-            out[i] = np.datetime64(pd.Timestamp(v).to_pydatetime(), "us")
+            out[i] = np.datetime64(pd.Timestamp(v).tz_localize(None).to_pydatetime(), "us")
         else:
             problems.append((i, ERROR, f"{column}: {_as_text(v)!r} is not a date"))
 
