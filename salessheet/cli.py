@@ -115,6 +115,212 @@ def validate_cmd(paths, dayfirst, fmt):
 # --- commands below: other modules add theirs here -------------------------------------------
 
 
+@cli.command("recalc")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the recalculated workbook here instead of replacing PATH.")
+@FORMAT
+def recalc_cmd(path: Path, out: Path | None, fmt: str):
+    """Compute the salessheet formulas (=WINRATE() ...) in a workbook and store their values in the file,
+    so viewers that do not recalculate show current numbers. Formulas, tables and formatting stay.
+
+    Example: salessheet recalc q3-deals.xlsx --out q3-shared.xlsx
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from .recalc import recalc
+
+    res = recalc(path, out)
+    if fmt == "json":
+        click.echo(json.dumps(res.to_dict(), indent=2, ensure_ascii=False, default=str))
+        return
+    con = console()
+    if res.cells:
+        t = Table(title=f"{len(res.cells)} cell(s) recalculated", title_justify="left", header_style="bold")
+        for c in ("Sheet", "Cell", "Formula", "Value"):
+            t.add_column(c, overflow="fold")
+        for c in res.cells:
+            v = c.value
+            shown = (f"{c.error} {c.message}" if c.error else f"{len(v)}x{len(v[0]) if v else 0} array"
+                     if isinstance(v, list) else f"{v:,.6g}" if isinstance(v, float) else str(v))
+            t.add_row(Text(c.sheet), c.cell, Text(c.formula), Text(shown))
+        con.print(t)
+    if res.skipped:
+        t = Table(title=f"{len(res.skipped)} cell(s) left as they were", title_justify="left", header_style="bold")
+        for c in ("Sheet", "Cell", "Formula", "Why"):
+            t.add_column(c, overflow="fold")
+        for s in res.skipped:
+            t.add_row(Text(s.sheet), s.cell, Text(s.formula), Text(s.reason))
+        con.print(t)
+    if not res.cells and not res.skipped:
+        con.print(f"{path}: no salessheet formulas found")
+    con.print(f"Wrote [bold]{res.out}[/]" if res.written else f"{res.out}: already up to date, not rewritten")
+
+
+@cli.command("install-libreoffice")
+@click.option("--profile", type=click.Path(file_okay=False, path_type=Path),
+              help="LibreOffice profile folder (the one holding user/). Default: this user's profile.")
+def install_libreoffice_cmd(profile: Path | None):
+    """Add =WINRATE() and the other functions to LibreOffice Calc. Close LibreOffice first.
+
+    Example: salessheet install-libreoffice
+    """
+    from .libreoffice import install_libreoffice
+
+    done = install_libreoffice(profile)
+    console().print(f"Installed {len(done.functions)} functions into [bold]{done.profile}[/]: "
+                    f"{', '.join(done.functions)}. Start LibreOffice Calc and type e.g. =WINRATE().")
+
+
+KPI_TITLES = {
+    "win_rate": "Win rate", "revenue": "Revenue", "sales_volume": "Sales volume", "avg_deal_size": "Avg deal size",
+    "sales_cycle_days": "Sales cycle (days)", "conversion_rate": "Conversion rate", "cac": "CAC",
+    "pipeline": "Pipeline", "weighted_pipeline": "Weighted pipeline", "forecast": "Forecast",
+    "sales_velocity": "Sales velocity (/day)", "quota_attainment": "Quota attainment",
+}
+_KPI_HEADS = {  # two-line headers keep a table with every KPI narrow
+    "win_rate": "Win\nrate", "revenue": "Revenue", "sales_volume": "Units", "avg_deal_size": "Avg\ndeal",
+    "sales_cycle_days": "Cycle\ndays", "conversion_rate": "Conv.\nrate", "cac": "CAC", "pipeline": "Pipeline",
+    "weighted_pipeline": "Weighted\npipeline", "forecast": "Forecast", "sales_velocity": "Velocity\n/day",
+    "quota_attainment": "Quota\nattained", "owner": "Owner", "team": "Team", "month": "Month", "quarter": "Quarter",
+}
+_FORECAST_HEADS = {"month": "Month", "committed": "Committed\n(won)", "pipeline": "Pipeline",
+                   "weighted_pipeline": "Weighted\npipeline", "forecast": "Committed\n+ weighted",
+                   "trend": "Trend", "stage": "Stage", "order": "Order", "closed": "Closed",
+                   "default_probability": "Default", "learned_probability": "Learned",
+                   "deals": "Sample", "won": "Won", "from_history": "From\nhistory"}
+_SHARES = ("win_rate", "conversion_rate", "quota_attainment", "default_probability", "learned_probability")
+_LABELS = ("owner", "team", "month", "quarter", "stage", "KPI")
+
+
+def _num(key: str, v) -> str:
+    """A value as people read it; csv/json keep full precision."""
+    if v is None or v != v:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (str, int)):
+        return str(v)
+    if key in _SHARES:
+        return f"{v:.1%}"
+    if key in ("sales_cycle_days", "order"):
+        return f"{v:,.1f}".removesuffix(".0")
+    return f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:,.2f}"
+
+
+def _rich(df, title: str, heads: dict):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for c in df.columns:
+        label = c in _LABELS
+        t.add_column(heads.get(c, c), justify="left" if label else "right", no_wrap=label,
+                     min_width=min(30, max([len(str(v)) for v in df[c]] + [1])) if label else None)
+    for rec in df.to_dict("records"):
+        t.add_row(*[_num(c, v) for c, v in rec.items()])
+    return t
+
+
+def _width(out, table) -> int:
+    return out.measure(table, options=out.options.update_width(100_000)).maximum
+
+
+def _print_kpis(table, records: list[dict], by: str | None, title: str) -> None:
+    """One row per group when that fits the terminal; else KPIs as rows, in as many tables as it takes."""
+    from .kpi import KPIS
+
+    out = console()
+    if by and _width(out, wide := _rich(table, title, _KPI_HEADS)) <= out.width:
+        return out.print(wide)
+    first = 0
+    while first < len(records):
+        last = first + 1
+        while last < len(records) and _width(out, _long(records[first:last + 1], by, title, KPIS)) <= out.width:
+            last += 1
+        out.print(_long(records[first:last], by, title, KPIS))
+        first, title = last, ""
+
+
+def _long(records, by, title, keys):
+    import pandas as pd
+
+    long = pd.DataFrame({"KPI": [KPI_TITLES[k] for k in keys]})
+    for rec in records:
+        long[str(rec[by]) if by else "Value"] = [_num(k, rec[k]) for k in keys]
+    return _rich(long, title, {})
+
+
+def _warn_errors(book, path) -> None:
+    if book.errors:
+        _err(f"{len(book.errors)} error(s) in {path}: values that could not be read are left out "
+             f"(see: salessheet validate {path})")
+
+
+@cli.command("kpi")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--by", type=click.Choice(["owner", "team", "month", "quarter"]),
+              help="One row per owner, team, month or quarter.")
+@click.option("--from", "start", metavar="DATE", help="First day of the period, inclusive (e.g. 2025-01-01).")
+@click.option("--to", "end", metavar="DATE", help="Last day of the period, inclusive.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="table for people; csv or json for machines (json: null where undefined).")
+@DAYFIRST
+def kpi_cmd(path, by, start, end, fmt, dayfirst):
+    """Every KPI of a workbook, overall or per owner, team, month or quarter.
+
+    Example: salessheet kpi deals.xlsx --by owner --from 2025-01-01 --to 2025-03-31
+    """
+    from .kpi import kpi_table
+    from .reader import read_workbook
+
+    book = read_workbook(path, dayfirst=dayfirst)
+    table = kpi_table(book, by=by, start=start, end=end)
+    records = table.to_dict("records")
+    if fmt == "json":
+        click.echo(json.dumps({"kpis": records[0]} if by is None else {"groups": records}, indent=2,
+                              ensure_ascii=False))
+    elif fmt == "csv":
+        click.echo(table.to_csv(index=False), nl=False)
+    else:
+        title = f"{path.name}: " + (f"{start or '…'} to {end or '…'}" if start or end else "all time")
+        _print_kpis(table, records, by, title)
+    _warn_errors(book, path)
+
+
+@cli.command("forecast")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--months", type=click.IntRange(1, 60), default=3, show_default=True,
+              help="Months ahead, starting with the current one.")
+@click.option("--today", metavar="DATE", help="Forecast as of this day instead of today.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="table for people; csv (the months) or json for machines.")
+@DAYFIRST
+def forecast_cmd(path, months, today, fmt, dayfirst):
+    """Committed, weighted pipeline and trend per month ahead; stage probabilities learned from history.
+
+    Example: salessheet forecast deals.xlsx --months 6
+    """
+    from .forecast import forecast_months, learned_stage_probabilities
+    from .reader import read_workbook
+
+    book = read_workbook(path, dayfirst=dayfirst)
+    ahead, stages = forecast_months(book, months=months, today=today), learned_stage_probabilities(book)
+    if fmt == "json":
+        click.echo(json.dumps({"months": ahead.to_dict("records"), "stages": stages.to_dict("records")}, indent=2,
+                              ensure_ascii=False))
+    elif fmt == "csv":
+        click.echo(ahead.to_csv(index=False), nl=False)
+    else:
+        out = console()
+        out.print(_rich(ahead.drop(columns="method"), f"{path.name}: months ahead; trend: {ahead['method'][0]}",
+                        _FORECAST_HEADS))
+        out.print(_rich(stages, "Stage win probability: default vs learned from the sample of closed deals that "
+                                "reached the stage (without stage history a lost deal counts as reaching every "
+                                "open stage)", _FORECAST_HEADS))
+    _warn_errors(book, path)
+
+
 def main() -> None:
     cli(prog_name="salessheet")
 

@@ -4,7 +4,8 @@ Signature convention, the same for every function, positional only (hosts reject
 
     =NAME([data], [owner], [team], [start], [end], [table], [table], ...)
 
-- ``data``: a range with its header row (Deals for most functions, Leads for CONVERSIONRATE). Blank:
+- ``data``: a range with its header row (Deals for most functions, Leads for CONVERSIONRATE), e.g.
+  ``Deals[[#All]]`` (Excel also takes ``Deals[#All]``; LibreOffice needs the double brackets). Blank:
   the calling workbook's own tables, when the host can provide them.
 - ``owner``, ``team``: text filters; blank means all.
 - ``start``, ``end``: inclusive dates (date cells, serial numbers or text); blank means all time.
@@ -30,6 +31,7 @@ from .book import Book
 from .errors import Error, MissingTableError, ValidationError
 
 FUNCTIONS: dict[str, str] = {name: key for key, name in kpi.FUNCTION_NAMES.items()}  # WINRATE -> win_rate
+ALL_FUNCTIONS: tuple[str, ...] = (*FUNCTIONS, "KPITABLE")  # every name a host registers
 ARGS = ("data", "owner", "team", "start", "end")
 MAIN_TABLE = {"conversion_rate": "Leads"}  # what `data` holds when it is not Deals
 
@@ -52,8 +54,8 @@ def is_blank(v) -> bool:
     """Hosts send an omitted argument or an empty cell as None, "", 0 or an empty range."""
     if v is None or v == "" or (isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0):
         return True
-    if isinstance(v, (list, tuple)):
-        return all(is_blank(x) for row in _rows(v) for x in row)
+    if isinstance(v, (list, tuple)):  # walk, never copy: ranges can be 100,000 rows
+        return all(is_blank(x) for x in v)
     return isinstance(v, float) and v != v
 
 
@@ -100,9 +102,13 @@ def date_arg(v, what: str) -> dt.date | None:
 
 
 def _fingerprint(rows: list[list]) -> bytes:
-    """A digest of every cell: marshal is the fastest full walk; pickle covers dates and odd types."""
+    """A digest of every cell: marshal is the fastest full walk; pickle covers dates and odd types.
+
+    marshal version 2: from version 3 on the output depends on reference counts and interning (shared
+    objects become back-references), so two equal ranges built separately would hash differently.
+    """
     try:
-        data = marshal.dumps(rows)
+        data = marshal.dumps(rows, 2)
     except ValueError:
         data = pickle.dumps(rows, protocol=5)
     return hashlib.blake2b(data, digest_size=16).digest()
@@ -112,15 +118,16 @@ def identify(rows: list[list]) -> str:
     """Which standard table a range holds, from its header row."""
     from .reader import find_header
 
-    best, best_score = None, 0.0
+    best, best_score = None, (0, 0.0)
     for name, table in schema.TABLES.items():
         i, score = find_header(rows, table, scan=5)
-        frac = score / len(table.columns)
-        if score >= 2 and frac > best_score:
-            best, best_score = name, frac
+        # Most matched columns first: a Deals header also matches several Leads columns.
+        rank = (score, score / len(table.columns))
+        if score >= 2 and rank > best_score:
+            best, best_score = name, rank
     if best is None:
         raise ValidationError("a range passed to a salessheet function has no recognisable header row "
-                              "(include the header: e.g. Deals[#All], not Deals)")
+                              "(include the header: e.g. Deals[[#All]], not Deals)")
     return best
 
 
@@ -164,7 +171,7 @@ class BookCache:
             return known[1]
         key = _fingerprint(rows)
         self._by_id[id(rows)] = (rows, key)
-        if len(self._by_id) > self.size * 4:
+        if len(self._by_id) > 4:  # pins the ranges it remembers: keep few (a host's 100k-row range is ~100 MB)
             self._by_id.popitem(last=False)
         return key
 
@@ -223,7 +230,7 @@ def _book(ranges: list, workbook, cache: BookCache, fname: str) -> Book:
     base = _workbook_book(workbook, cache)
     if book is None and base is None:
         raise ValidationError(f"{fname}() needs a data range here (this host cannot read the workbook's tables): "
-                              f"e.g. ={fname}(Deals[#All])")
+                              f"e.g. ={fname}(Deals[[#All]])")
     if book is None or base is None:
         return book or base
     return Book(source=book.source, tables={**base.tables, **book.tables})

@@ -1,7 +1,7 @@
 """salessheet functions for Excel desktop through the xlwings add-in (Windows).
 
 Set-up (README): pip install "salessheet[excel]"; xlwings addin install; in the xlwings ribbon set
-UDF Modules to `xlwings_classic` and PYTHONPATH to this folder; Import Functions.
+UDF Modules to `salessheet.udfs.xlwings_classic`; Import Functions.
 
 Each function is a thin call into salessheet.udf: ranges arrive as 2-D lists, blanks as None, dates as
 datetimes or serial numbers. With no data range the function reads the calling workbook's tables
@@ -108,9 +108,9 @@ def WEIGHTEDPIPELINE(data=None, owner=None, team=None, start=None, end=None, cal
 
 @xw.func(**_OPTS)
 @xw.arg("data", ndim=2)
-def FORECAST(data=None, owner=None, team=None, start=None, end=None, caller=None):
+def SALESFORECAST(data=None, owner=None, team=None, start=None, end=None, caller=None):
     """Revenue of the period + weighted pipeline of the period."""
-    return call("FORECAST", (data, owner, team, start, end), caller)
+    return call("SALESFORECAST", (data, owner, team, start, end), caller)
 
 
 @xw.func(**_OPTS)

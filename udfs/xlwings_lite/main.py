@@ -84,9 +84,9 @@ def WEIGHTEDPIPELINE(data=None, owner=None, team=None, start=None, end=None):
 
 @func
 @arg("data", ndim=2)
-def FORECAST(data=None, owner=None, team=None, start=None, end=None):
+def SALESFORECAST(data=None, owner=None, team=None, start=None, end=None):
     """Revenue of the period + weighted pipeline of the period."""
-    return _value("FORECAST", data, owner, team, start, end)
+    return _value("SALESFORECAST", data, owner, team, start, end)
 
 
 @func
