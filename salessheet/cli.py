@@ -31,8 +31,10 @@ class _Group(click.Group):
 
 def _err(message: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True)
+    # soft_wrap: one line per error whatever the terminal width; escape: paths may hold "[...]".
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", markup=True)
 
 
 def console():
@@ -113,6 +115,126 @@ def validate_cmd(paths, dayfirst, fmt):
 
 
 # --- commands below: other modules add theirs here -------------------------------------------
+
+
+@cli.command("sync")
+@click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@click.option("--into", type=click.Path(dir_okay=False, path_type=Path),
+              help="The master workbook (.xlsx); created if missing.")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+              help="The sync state store (default: MASTER.salessheet.db beside the master).")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A salessheet.toml with sources = [...] and master = \"...\" "
+                   "(default: ./salessheet.toml when no SOURCE is given).")
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@click.option("--prune", is_flag=True, help="Delete rows gone from their source instead of marking them.")
+@click.option("--assign-ids", is_flag=True, help="Write generated IDs into source rows that have none.")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for another sync of the same master to finish.")
+@FORMAT
+def sync_cmd(sources, into, state, config, dry_run, prune, assign_ids, wait, fmt):
+    """Merge team workbooks into one master workbook.
+
+    SOURCE: .xlsx/.xlsm/.csv files, folders (every spreadsheet inside) or globs. Rows are matched by
+    Deal ID; rows gone from their source stay, marked; conflicts and issues get their own sheets.
+
+    Example: salessheet sync teams/ --into master.xlsx
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+    from rich.text import Text
+
+    from .sources_config import resolve_args
+    from .sync import sync
+
+    sources, into, state = resolve_args(sources, into, state, config)
+    with Progress(console=Console(stderr=True), transient=True, disable=fmt == "json") as bar:
+        task = bar.add_task("Reading sources", total=None)
+
+        def progress(done, total, name):
+            bar.update(task, total=total, completed=done, description=f"Read {name}")
+
+        res = sync(sources, into, state=state, dry_run=dry_run, prune=prune, assign_ids=assign_ids,
+                   progress=progress, wait=wait)
+    if fmt == "json":
+        click.echo(json.dumps(res.to_dict()))
+        return
+    out = console()
+    counts = res.to_dict()
+    t = Table(title=f"{'Dry run: would sync' if dry_run else 'Synced'} {res.sources} source(s) into {res.master.name}",
+              title_justify="left", header_style="bold")
+    for k in ("rows_read", "added", "updated", "unchanged", "removed", "conflicts", "issues"):
+        t.add_column(k.replace("_", " ").capitalize(), justify="right")
+    t.add_row(*(f"{counts[k]:,}" for k in ("rows_read", "added", "updated", "unchanged", "removed", "conflicts",
+                                          "issues")))
+    out.print(t)
+    for note in res.notes:
+        out.print(Text(f"note: {note}"))
+    if res.conflicts:
+        ct = Table(title="Conflicts (all versions are in the master's Conflicts sheet)", title_justify="left",
+                   header_style="bold")
+        for c in ("Table", "Key", "Chosen", "Other versions", "Why"):
+            ct.add_column(c, overflow="fold")
+        for c in res.conflicts[:20]:
+            chosen = next(v for v in c.versions if v["chosen"])
+            others = ", ".join(f"{v['source']} row {v['row']}" for v in c.versions if not v["chosen"])
+            ct.add_row(c.table, Text(c.key), Text(f"{chosen['source']} row {chosen['row']}"), Text(others),
+                       Text(c.reason))
+        out.print(ct)
+    errors = sum(i.severity == "error" for i in res.issues)
+    if res.issues:
+        out.print(f"{errors} error(s), {len(res.issues) - errors} warning(s): see the Issues sheet"
+                  + (" (first 10 below)" if len(res.issues) > 10 else ""))
+        for i in res.issues[:10]:
+            out.print(Text(f"  {i}"))
+    write = "nothing written (dry run)" if dry_run else (
+        f"wrote {res.master}" if res.wrote_master else "master unchanged, not rewritten")
+    out.print(f"{write} in {res.duration_s:.2f}s ({res.skipped_sources} source(s) unchanged since the last sync)")
+
+
+@cli.command("history")
+@click.argument("key", metavar="DEAL-ID")
+@click.option("--master", type=click.Path(dir_okay=False, path_type=Path),
+              help="The master workbook whose state store to read.")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path), help="The sync state store to read.")
+@click.option("--table", type=click.Choice(["Deals", "Leads", "Costs", "Targets"]), default="Deals",
+              show_default=True, help="Which table the key belongs to.")
+@FORMAT
+def history_cmd(key, master, state, table, fmt):
+    """Show every version of a deal that sync has seen, its stage changes and the time spent in each stage.
+
+    Example: salessheet history N-1001 --master master.xlsx
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from .sources_config import state_for
+    from .state import row_history
+
+    h = row_history(state_for(state, master), key, table)
+    if fmt == "json":
+        click.echo(json.dumps(h, indent=2, ensure_ascii=False, default=str))
+        return
+    out = console()
+    vt = Table(title=f"{table} {key}: {len(h['versions'])} version(s)", title_justify="left", header_style="bold")
+    for c in ("First seen", "Last seen", "Source", "Row", "Stage", "Amount", "Last Updated", "Changed"):
+        vt.add_column(c, overflow="fold")
+    for v in h["versions"]:
+        vals = v["values"]
+        amount = vals.get("Amount")
+        vt.add_row(v["first_seen"] or "", "now" if v["current"] else (v["last_seen"] or ""), Text(v["source"]),
+                   str(v["row"] or ""), Text(str(vals.get("Stage") or "")),
+                   f"{amount:,.2f}" if isinstance(amount, float) else Text(str(amount or "")),
+                   str(vals.get("Last Updated") or ""), Text(", ".join(v["changed"]) or "(first)"))
+    out.print(vt)
+    if h["stages"]:
+        st = Table(title="Stages", title_justify="left", header_style="bold")
+        for c in ("Stage", "Since", "Until", "Days"):
+            st.add_column(c, justify="right" if c == "Days" else "left")
+        for s in h["stages"]:
+            st.add_row(Text(str(s["stage"] or "(none)")), s["since"], s["until"] or "now", f"{s['days']:.1f}")
+        out.print(st)
 
 
 @cli.command("recalc")
