@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, render
 from .errors import Error, ReadError
 
 
@@ -295,84 +295,6 @@ def install_libreoffice_cmd(profile: Path | None):
                     f"{', '.join(done.functions)}. Start LibreOffice Calc and type e.g. =WINRATE().")
 
 
-KPI_TITLES = {
-    "win_rate": "Win rate", "revenue": "Revenue", "sales_volume": "Sales volume", "avg_deal_size": "Avg deal size",
-    "sales_cycle_days": "Sales cycle (days)", "conversion_rate": "Conversion rate", "cac": "CAC",
-    "pipeline": "Pipeline", "weighted_pipeline": "Weighted pipeline", "forecast": "Forecast",
-    "sales_velocity": "Sales velocity (/day)", "quota_attainment": "Quota attainment",
-}
-_KPI_HEADS = {  # two-line headers keep a table with every KPI narrow
-    "win_rate": "Win\nrate", "revenue": "Revenue", "sales_volume": "Units", "avg_deal_size": "Avg\ndeal",
-    "sales_cycle_days": "Cycle\ndays", "conversion_rate": "Conv.\nrate", "cac": "CAC", "pipeline": "Pipeline",
-    "weighted_pipeline": "Weighted\npipeline", "forecast": "Forecast", "sales_velocity": "Velocity\n/day",
-    "quota_attainment": "Quota\nattained", "owner": "Owner", "team": "Team", "month": "Month", "quarter": "Quarter",
-}
-_FORECAST_HEADS = {"month": "Month", "committed": "Committed\n(won)", "pipeline": "Pipeline",
-                   "weighted_pipeline": "Weighted\npipeline", "forecast": "Committed\n+ weighted",
-                   "trend": "Trend", "stage": "Stage", "order": "Order", "closed": "Closed",
-                   "default_probability": "Default", "learned_probability": "Learned",
-                   "deals": "Sample", "won": "Won", "from_history": "From\nhistory"}
-_SHARES = ("win_rate", "conversion_rate", "quota_attainment", "default_probability", "learned_probability")
-_LABELS = ("owner", "team", "month", "quarter", "stage", "KPI")
-
-
-def _num(key: str, v) -> str:
-    """A value as people read it; csv/json keep full precision."""
-    if v is None or v != v:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, (str, int)):
-        return str(v)
-    if key in _SHARES:
-        return f"{v:.1%}"
-    if key in ("sales_cycle_days", "order"):
-        return f"{v:,.1f}".removesuffix(".0")
-    return f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:,.2f}"
-
-
-def _rich(df, title: str, heads: dict):
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for c in df.columns:
-        label = c in _LABELS
-        t.add_column(heads.get(c, c), justify="left" if label else "right", no_wrap=label,
-                     min_width=min(30, max([len(str(v)) for v in df[c]] + [1])) if label else None)
-    for rec in df.to_dict("records"):
-        t.add_row(*[_num(c, v) for c, v in rec.items()])
-    return t
-
-
-def _width(out, table) -> int:
-    return out.measure(table, options=out.options.update_width(100_000)).maximum
-
-
-def _print_kpis(table, records: list[dict], by: str | None, title: str) -> None:
-    """One row per group when that fits the terminal; else KPIs as rows, in as many tables as it takes."""
-    from .kpi import KPIS
-
-    out = console()
-    if by and _width(out, wide := _rich(table, title, _KPI_HEADS)) <= out.width:
-        return out.print(wide)
-    first = 0
-    while first < len(records):
-        last = first + 1
-        while last < len(records) and _width(out, _long(records[first:last + 1], by, title, KPIS)) <= out.width:
-            last += 1
-        out.print(_long(records[first:last], by, title, KPIS))
-        first, title = last, ""
-
-
-def _long(records, by, title, keys):
-    import pandas as pd
-
-    long = pd.DataFrame({"KPI": [KPI_TITLES[k] for k in keys]})
-    for rec in records:
-        long[str(rec[by]) if by else "Value"] = [_num(k, rec[k]) for k in keys]
-    return _rich(long, title, {})
-
-
 def _warn_errors(book, path) -> None:
     if book.errors:
         _err(f"{len(book.errors)} error(s) in {path}: values that could not be read are left out "
@@ -406,7 +328,7 @@ def kpi_cmd(path, by, start, end, fmt, dayfirst):
         click.echo(table.to_csv(index=False), nl=False)
     else:
         title = f"{path.name}: " + (f"{start or '…'} to {end or '…'}" if start or end else "all time")
-        _print_kpis(table, records, by, title)
+        render.print_kpis(console(), table, records, by, title)
     _warn_errors(book, path)
 
 
@@ -435,12 +357,69 @@ def forecast_cmd(path, months, today, fmt, dayfirst):
         click.echo(ahead.to_csv(index=False), nl=False)
     else:
         out = console()
-        out.print(_rich(ahead.drop(columns="method"), f"{path.name}: months ahead; trend: {ahead['method'][0]}",
-                        _FORECAST_HEADS))
-        out.print(_rich(stages, "Stage win probability: default vs learned from the sample of closed deals that "
+        out.print(render.frame_table(ahead.drop(columns="method"),
+                                     f"{path.name}: months ahead; trend: {ahead['method'][0]}", render.FORECAST_HEADS))
+        out.print(render.frame_table(stages, "Stage win probability: default vs learned from the sample of closed deals that "
                                 "reached the stage (without stage history a lost deal counts as reaching every "
-                                "open stage)", _FORECAST_HEADS))
+                                "open stage)", render.FORECAST_HEADS))
     _warn_errors(book, path)
+
+
+@cli.command("demo")
+@click.argument("directory", required=False, default="salessheet-demo",
+                type=click.Path(file_okay=False, path_type=Path))
+@click.option("--teams", type=click.IntRange(1, 8), default=3, show_default=True, help="Team workbooks to make.")
+@click.option("--deals", type=click.IntRange(10, 200_000), default=400, show_default=True, help="Deals per team.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same data.")
+def demo_cmd(directory: Path, teams: int, deals: int, seed: int):
+    """The whole job on generated data: team workbooks, validation, sync into a master, KPIs by team.
+
+    Offline and seeded. Example: salessheet demo /tmp/demo --teams 4 --deals 1000
+    """
+    import time
+
+    from rich.table import Table
+
+    from .demo import write_demo
+    from .kpi import kpi_table
+    from .reader import read_workbook
+    from .sync import sync
+    from .validate import validate
+
+    out = console()
+    t0 = time.perf_counter()
+    team_dir = directory / "teams"
+    paths = write_demo(team_dir, teams=teams, deals=deals, seed=seed)
+    out.print(f"[bold]1. Reps' workbooks[/]: {len(paths)} team workbooks in the standard template, in {team_dir}/")
+
+    books = [validate(p) for p in paths]
+    t = Table(title="2. salessheet validate: what a manager would have to chase", title_justify="left",
+              header_style="bold")
+    for c in ("Workbook", "Deals", "Leads", "Errors", "Warnings"):
+        t.add_column(c, justify="left" if c == "Workbook" else "right")
+    for p, b in zip(paths, books):
+        errors = len(b.errors)
+        t.add_row(p.name, f"{len(b.tables.get('Deals', [])):,}", f"{len(b.tables.get('Leads', [])):,}",
+                  f"[red]{errors}[/]" if errors else "0", str(len(b.issues) - errors))
+    out.print(t)
+    flagged = [i for b in books for i in b.issues][:8]
+    for i in flagged:
+        out.print(f"  [dim]{Path(i.source).name}[/] {i.sheet} row {i.row}, {i.column or '-'}: "
+                  f"[{'red' if i.severity == 'error' else 'yellow'}]{i.severity}[/] {i.message}", highlight=False)
+
+    master = directory / "master.xlsx"
+    res = sync([team_dir], master)
+    c = res.to_dict()
+    out.print(f"[bold]3. salessheet sync[/] teams/ --into {master.name}: {c['rows_read']:,} rows read, "
+              f"{c['added']:,} added, {c['updated']:,} updated, {c['unchanged']:,} unchanged, "
+              f"{c['removed']:,} removed, {c['conflicts']} conflict(s), {c['issues']} issue(s) "
+              f"-> {master}")
+
+    book = read_workbook(master)
+    table = kpi_table(book, by="team")
+    render.print_kpis(out, table, table.to_dict("records"), "team", "4. salessheet kpi master.xlsx --by team")
+    out.print(f"Done in {time.perf_counter() - t0:.1f}s. Next: salessheet kpi {master} --by owner, "
+              f"salessheet forecast {master}, salessheet history <DEAL-ID> --master {master}")
 
 
 def main() -> None:

@@ -71,7 +71,7 @@ def generate(teams: int = 3, deals: int = 400, seed: int = 7, today: dt.date | N
         # Growth: the team opens more deals each month (density rising ~3x over the two years).
         # Inverse CDF of the density (1 + 2x) / 2 on [0, 1].
         raw_days = (span * (np.sqrt(1 + 8 * rng.uniform(0, 1, n * 2)) - 1) / 2).astype(int)
-        day_in_q = (start + pd.to_timedelta(raw_days, unit="D")).dayofyear % 91
+        day_in_q = (start + pd.to_timedelta(raw_days, unit="D")).day_of_year % 91
         keep = rng.random(n * 2) < np.where(day_in_q < 45, 0.75, 0.45)
         created = (start + pd.to_timedelta(np.sort(raw_days[keep][:n]), unit="D")).normalize()
         n = len(created)
@@ -133,7 +133,7 @@ def generate(teams: int = 3, deals: int = 400, seed: int = 7, today: dt.date | N
 
 def _leads(deals: pd.DataFrame, rng, owners, team, start, today) -> pd.DataFrame:
     converted = deals[deals["Lead Source"] != "Outbound"]
-    n_other = len(converted) * 2
+    n_other = int(len(converted) * rng.uniform(1.4, 3.2))  # teams qualify leads differently
     created_other = start + pd.to_timedelta(rng.integers(0, (today - start).days, n_other), unit="D")
     status = rng.choice(["New", "Working", "Qualified", "Disqualified"], n_other, p=[0.15, 0.2, 0.1, 0.55])
     lead_created = converted["Created Date"] - pd.to_timedelta(rng.integers(3, 30, len(converted)), unit="D")
