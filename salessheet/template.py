@@ -44,6 +44,15 @@ DASHBOARD_CELLS = {
     "revenue": "B4", "sales_volume": "B5", "win_rate": "B6", "avg_deal_size": "B7", "sales_cycle_days": "B8",
     "conversion_rate": "B9", "cac": "B10", "pipeline": "B11", "weighted_pipeline": "B12",
 }
+# The same KPIs as salessheet spreadsheet functions (=WINRATE() ...), beside the native ones: they
+# need the add-in (Excel), install-libreoffice (Calc), or `salessheet recalc` for their values.
+FUNCTION_CELLS = {
+    "revenue": "F4", "sales_volume": "F5", "win_rate": "F6", "avg_deal_size": "F7", "sales_cycle_days": "F8",
+    "conversion_rate": "F9", "cac": "F10", "pipeline": "F11", "weighted_pipeline": "F12", "forecast": "F13",
+    "sales_velocity": "F14", "quota_attainment": "F15",
+}
+# KPITABLE(,"owner") as an array formula: a header row and up to KPITABLE_ROWS - 1 owners.
+KPITABLE_CELL, KPITABLE_ROWS = "H3", 21
 # The counts the KPIs are built from, shown under them.
 DASHBOARD_COUNT_CELLS = {"deals_won": "B15", "deals_lost": "B16", "leads": "B17", "leads_converted": "B18",
                          "new_customers": "B19", "costs": "B20"}
@@ -447,6 +456,25 @@ def _write_dashboard(ws, fmt: _Formats) -> None:
         else:
             ws.write_formula(cell, "=" + formula, styles[kind])
         ws.write(row, 2, note)
+    _write_function_block(ws, fmt, styles)
+
+
+def _write_function_block(ws, fmt: _Formats, styles: dict) -> None:
+    from .kpi import FUNCTION_NAMES
+
+    kinds = {"win_rate": "percent", "conversion_rate": "percent", "quota_attainment": "percent",
+             "sales_cycle_days": "days", "sales_volume": "number", "sales_velocity": "money"}
+    ws.set_column(4, 4, 24)
+    ws.set_column(5, 5, 16)
+    ws.write_row(2, 4, ["With salessheet functions", "Value"], fmt.head)
+    for key, cell in FUNCTION_CELLS.items():
+        row, col = xl_cell_to_rowcol(cell)
+        name = FUNCTION_NAMES[key]
+        ws.write(row, col - 1, f"={name}()")
+        ws.write_formula(cell, f"={name}()", styles[kinds.get(key, "money")])
+    r0, c0 = xl_cell_to_rowcol(KPITABLE_CELL)
+    ws.write(r0 - 1, c0, 'Every KPI per owner: =KPITABLE(,"owner") (array formula)', fmt.bold)
+    ws.write_array_formula(r0, c0, r0 + KPITABLE_ROWS - 1, c0 + len(FUNCTION_NAMES), '{=KPITABLE(,"owner")}')
 
 
 if __name__ == "__main__":

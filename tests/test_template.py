@@ -96,7 +96,16 @@ def test_validations_have_input_and_error_messages(xl):
 
 def test_dashboard_layout(xl):
     ws = xl["Dashboard"]
-    assert ws.max_column <= 3  # column D onward stays free for spreadsheet-function cells
+    # Columns A-C: native formulas; E-F: the same KPIs as salessheet functions; H on: KPITABLE.
+    from salessheet.kpi import FUNCTION_NAMES
+    from salessheet.template import FUNCTION_CELLS, KPITABLE_CELL
+
+    assert all(ws.cell(r, 4).value is None for r in range(1, ws.max_row + 1))
+    for key, addr in FUNCTION_CELLS.items():
+        assert ws[addr].value == f"={FUNCTION_NAMES[key]}()", key
+    assert set(FUNCTION_CELLS) == set(FUNCTION_NAMES)
+    kt = ws[KPITABLE_CELL].value
+    assert 'KPITABLE(,"owner")' in (kt.text if hasattr(kt, "text") else kt)
     for key, addr in ALL_DASHBOARD.items():
         row = int(addr[1:])
         assert ws[f"A{row}"].value, key
