@@ -7,7 +7,8 @@ Contract every later stage relies on (KPIs, sync, spreadsheet functions):
 - dtypes: text/id/choice/stage columns are object dtype holding str or None; date columns are datetime64 at midnight
   (``datetime`` columns keep the time); money/number/percent/int columns are float64 (percent as a
   fraction, 0.25 for 25%); bool columns are pandas "boolean".
-- ``book.raw[name]`` holds the original cell values with the same index and columns: nothing is lost.
+- ``book.raw[name]`` holds the original cell values of every column the sheet has (under the same
+  names as the clean table, extras included) with the same index: nothing is lost.
 """
 from __future__ import annotations
 

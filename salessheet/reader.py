@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
+from itertools import chain
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,13 +52,13 @@ def column_letter(i: int) -> str:
     return s
 
 
-def _header_score(row: list, table: schema.Table) -> int:
+def _header_matches(row: list, table: schema.Table) -> set[str]:
     hm = schema.HEADER_MAPS[table.name]
-    return len({hm[k] for k in (schema.normalize(c) for c in row if isinstance(c, str) and c.strip()) if k in hm})
+    return {hm[k] for k in (schema.normalize(c) for c in row if isinstance(c, str) and c.strip()) if k in hm}
 
 
-def _min_score(table: schema.Table) -> int:
-    return 1 if len(table.columns) <= 2 else 2
+def _header_score(row: list, table: schema.Table) -> int:
+    return len(_header_matches(row, table))
 
 
 def find_header(rows: list[list], table: schema.Table, scan: int = HEADER_SCAN_ROWS) -> tuple[int, int]:
@@ -70,8 +71,27 @@ def find_header(rows: list[list], table: schema.Table, scan: int = HEADER_SCAN_R
     return best, best_score
 
 
-def locate_tables(sheets: list[sources.Sheet], excel_tables: dict[str, sources.ExcelTable]) -> dict[str, Region]:
-    """Where each standard table lives: Excel table name, then sheet name, then header detection."""
+def _fit(rows: list[list], table: schema.Table) -> tuple[tuple[float, int], int] | None:
+    """How well a sheet's best header row fits a table: ((matches, share of required columns), row index).
+
+    None unless at least two columns match and half the required ones are there: "Amount" and "Notes"
+    alone do not make a Costs table.
+    """
+    i, _ = find_header(rows, table)
+    matched = _header_matches(rows[i], table) if rows else set()
+    required = table.required
+    share = len(matched.intersection(required)) / len(required) if required else 1.0
+    if len(matched) < 2 or share < 0.5:
+        return None
+    return (len(matched), share), i
+
+
+def locate_tables(sheets: list[sources.Sheet], excel_tables: dict[str, sources.ExcelTable],
+                  source: str = "", issues: list[Issue] | None = None) -> dict[str, Region]:
+    """Where each standard table lives: Excel table name, then sheet name, then header detection.
+
+    A sheet that looks like a table already found elsewhere is not read; it is reported in ``issues``.
+    """
     found: dict[str, Region] = {}
     used_sheets: set[str] = set()
     for xname, xt in excel_tables.items():
@@ -87,23 +107,24 @@ def locate_tables(sheets: list[sources.Sheet], excel_tables: dict[str, sources.E
             if score >= 1:
                 found[name] = Region(s.name, s.rows[i:], s.first_row + i, s.first_col, how="sheet")
                 used_sheets.add(s.name)
-    # Header detection on the sheets nobody claimed: each table takes its best-matching sheet.
-    candidates = []
+    # Header detection on the sheets nobody claimed: each sheet goes to the table it fits best.
+    best: dict[str, tuple] = {}
     for s in sheets:
         if s.name in used_sheets:
             continue
         for name, table in schema.TABLES.items():
-            if name in found:
-                continue
-            i, score = find_header(s.rows, table)
-            if score >= _min_score(table):
-                candidates.append((score / len(table.columns), score, name, s.name, i))
-    for _, _, name, sheet, i in sorted(candidates, reverse=True):
-        if name in found or sheet in used_sheets:
+            fit = _fit(s.rows, table)
+            if fit and (s.name not in best or fit[0] > best[s.name][0]):
+                best[s.name] = (fit[0], name, fit[1])
+    for sheet, (_, name, i) in sorted(best.items(), key=lambda kv: kv[1][0], reverse=True):
+        if name in found:
+            if issues is not None:
+                issues.append(Issue(source, sheet, None, None, None, WARNING,
+                                    f"this sheet looks like a {name} table too, but {name} was read from sheet "
+                                    f"{found[name].sheet!r}; this sheet was not read"))
             continue
         s = by_name[sheet]
         found[name] = Region(s.name, s.rows[i:], s.first_row + i, s.first_col, how="detected")
-        used_sheets.add(sheet)
     return found
 
 
@@ -148,16 +169,17 @@ def parse_region(table_name: str, region: Region, source: str, dayfirst: bool | 
                  stage_lookup: dict[str, str] | None = None) -> _Parsed:
     table = schema.TABLES[table_name]
     header, body = region.rows[0], region.rows[1:]
-    width = max([len(header)] + [len(r) for r in body[:1]]) if body else len(header)
-    header = list(header) + [None] * (width - len(header))
-    names, issues = _map_headers(header, table, region, source)
-
     # Keep non-blank rows only; remember the sheet row of each. Trailing blanks are not rows.
     body = [values.trim_row(r) for r in body] if not region.trimmed else body
-    nonblank = np.array([k for k, r in enumerate(body) if r], dtype=np.int64)
-    kept = [body[k] for k in nonblank]
-    if any(len(r) != width for r in kept):
-        kept = [list(r[:width]) + [None] * (width - len(r)) for r in kept]
+    filled = [k for k, r in enumerate(body) if r]
+    kept = body if len(filled) == len(body) else [body[k] for k in filled]
+    nonblank = np.array(filled, dtype=np.int64)
+    longest, shortest = max(map(len, kept), default=0), min(map(len, kept), default=0)
+    width = max(len(header), longest)  # csv rows may run past the header
+    header = list(header) + [None] * (width - len(header))
+    names, issues = _map_headers(header, table, region, source)
+    if shortest != width or longest != width:
+        kept = [list(r) + [None] * (width - len(r)) for r in kept]
     if len(nonblank) > 1:
         gaps = np.flatnonzero(np.diff(nonblank) > 1)
         for g in gaps:  # one issue per run of empty rows, however long
@@ -168,9 +190,12 @@ def parse_region(table_name: str, region: Region, source: str, dayfirst: bool | 
     row_numbers = (nonblank + region.first_row + 1).tolist()
 
     index = pd.Index(row_numbers, name="row", dtype="int64")
-    columns = list(zip(*kept)) if kept else [()] * width
-    raw = {names[j]: list(columns[j]) for j in range(width) if names[j] not in ("",)}
-    written = {names[j]: values._as_text(header[j]) for j in range(width)}
+    columns = _columns(kept, width)
+    # A column with neither a header nor a value (the margin left of a table that starts in B) is no column.
+    keep = [j for j in range(width) if values._as_text(header[j]) is not None
+            or any(not values.is_blank(v) for v in columns[j])]
+    raw = {names[j]: columns[j] for j in keep}
+    written = {names[j]: values._as_text(header[j]) for j in keep}
 
     clean: dict[str, object] = {}
     for col in table.columns:
@@ -186,7 +211,7 @@ def parse_region(table_name: str, region: Region, source: str, dayfirst: bool | 
         label = written.get(col.name) or col.name
         for i, sev, msg in problems:
             issues.append(Issue(source, region.sheet, row_numbers[i], label, vals[i], sev, msg))
-    for name in names:
+    for name in raw:
         if name not in clean:  # extra columns survive as written
             clean[name] = np.array([None if v == "" or v is None else v for v in raw[name]], dtype=object)
 
@@ -198,6 +223,12 @@ def parse_region(table_name: str, region: Region, source: str, dayfirst: bool | 
         return pd.DataFrame({k: pd.Series(v, index=index, dtype=object) for k, v in raw.items()}, index=index)
 
     return _Parsed(clean_df, raw_frame, {k: v for k, v in written.items() if v}, issues)
+
+
+def _columns(rows: list[list], width: int) -> list[list]:
+    """Rows (all `width` long) as column lists: one flat list, then strided slices, all in C."""
+    flat = list(chain.from_iterable(rows))
+    return [flat[j::width] for j in range(width)]
 
 
 def _empty(kind: str, n: int):
@@ -232,7 +263,7 @@ def build_book(source: str, regions: dict[str, Region], dayfirst: bool | None = 
     # Stages first: the Deals stage column is read against the book's own stage names.
     for name in sorted(regions, key=lambda n: n != "Stages"):
         region = regions[name]
-        lookup = values.stage_lookup(book.stages["Stage"]) if name == "Deals" else None
+        lookup = _stage_lookup(book.stages) if name == "Deals" else None
         parsed = parse_region(name, region, source, dayfirst=dayfirst, stage_lookup=lookup)
         book.tables[name] = parsed.clean
         book.raw.add(name, parsed.raw)
@@ -242,6 +273,17 @@ def build_book(source: str, regions: dict[str, Region], dayfirst: bool | None = 
     book.tables = {n: book.tables[n] for n in schema.TABLE_ORDER if n in book.tables}
     book.issues.sort(key=lambda i: (schema.TABLE_ORDER.index(_table_of(book, i.sheet)), i.row or 0))
     return book
+
+
+def _stage_lookup(stages: pd.DataFrame) -> dict[str, str]:
+    """The book's stage names, with "won"/"lost" pointing at its closing stages whatever they are called."""
+    closed = stages["Is Closed"].fillna(False).astype(bool)
+    won_mask = closed & stages["Is Won"].fillna(False).astype(bool)
+    won = stages.loc[won_mask, "Stage"].tolist()
+    lost = stages.loc[closed & ~won_mask, "Stage"].tolist()
+    # Only an unambiguous closing stage takes the words; two won stages leave "won" to the name match.
+    return values.stage_lookup(stages["Stage"], won=won[0] if len(won) == 1 else None,
+                               lost=lost[0] if len(lost) == 1 else None)
 
 
 def _table_of(book: Book, sheet: str | None) -> str:
@@ -271,12 +313,15 @@ def read_workbook(path, dayfirst: bool | None = None) -> Book:
 
 def _read_workbook(path: Path, dayfirst: bool | None) -> Book:
     sheets, excel_tables = sources.load(path)
-    regions = locate_tables(sheets, excel_tables)
+    located: list[Issue] = []
+    regions = locate_tables(sheets, excel_tables, str(path), located)
     book = build_book(str(path), regions, dayfirst=dayfirst)
+    book.issues[:0] = located
     if "Deals" not in regions:
         book.issues.insert(0, Issue(str(path), None, None, None, None, ERROR,
-                                    "no Deals table found: name a sheet or Excel table 'Deals', or give it a header "
-                                    "row with columns like Deal ID, Account, Owner, Stage, Amount"))
+                                    f"no {schema.DEALS.name} table found: name a sheet or Excel table "
+                                    f"{schema.DEALS.name!r}, or give it a header row with columns like "
+                                    f"{', '.join(schema.DEALS.required)}"))
     return book
 
 

@@ -229,6 +229,7 @@ def normalize(text: object) -> str:
     """Header/label key: case, spaces, punctuation and a trailing "(...)" unit do not matter."""
     s = str(text).strip().lower()
     s = re.sub(r"\([^)]*\)\s*$", "", s)  # "Amount ($)", "Probability (%)", "Amount (USD)"
+    s = s.replace("#", "no")  # "Deal #" is "Deal No", not "Deal"
     return re.sub(r"[^0-9a-z]+", "", s)
 
 

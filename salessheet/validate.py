@@ -63,6 +63,7 @@ class _Ctx:
             self.df[column].reindex(rows) if column in self.df else pd.Series([None] * len(rows), index=rows)
         out = []
         for r, v in zip(rows, vals):
+            v = None if _blank(v) else v  # an empty cell is null in JSON, not ""
             msg = message(r) if callable(message) else message
             out.append(Issue(self.book.source, self.sheet, int(r), self.headers.get(column, column), v, severity, msg))
         return out
