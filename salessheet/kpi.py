@@ -192,8 +192,34 @@ def stage_info(book: Book) -> dict[str, tuple[bool, bool, float, float]]:
 
 
 def deal_facts(book: Book, needed_for: str = "this") -> Deals:
-    """Prepare the Deals table once: won/lost/open from Stages, effective probability and units."""
+    """Prepare the Deals table once: won/lost/open from Stages, effective probability and units.
+
+    Memoised on the Book while its Deals and Stages frames stay the same objects: a dashboard asks
+    for hundreds of KPIs of one Book, and this preparation is most of the cost of each.
+    """
     d = book.table("Deals", needed_for=needed_for)
+    memo = _memo(book)
+    if "deal_facts" not in memo:
+        memo["deal_facts"] = _deal_facts(book, d)
+    return memo["deal_facts"]
+
+
+_MEMO_TABLES = ("Deals", "Stages", "Leads", "Costs", "Targets")
+_MEMO_MAX = 4096
+
+
+def _memo(book: Book) -> dict:
+    """Per-Book memo of prepared facts and part sums, dropped as soon as any table is replaced."""
+    memo = book.__dict__.setdefault("_kpi_memo", {})
+    tables = tuple(book.tables.get(n) for n in _MEMO_TABLES)
+    held = memo.get("tables")
+    if held is None or any(a is not b for a, b in zip(held, tables)) or len(memo) > _MEMO_MAX:
+        memo.clear()
+        memo["tables"] = tables  # held, so their ids cannot be reused by new frames while memoised
+    return memo
+
+
+def _deal_facts(book: Book, d: pd.DataFrame) -> Deals:
     info = stage_info(book)
     codes, uniques = pd.factorize(_labels(d["Stage"]))
     found = [info.get(schema.normalize(u)) for u in uniques] + [None]  # last slot: code -1 (blank stage)
@@ -427,19 +453,24 @@ def sums(book: Book, parts=tuple(_PART_COLUMNS), by: str | None = None, owner=No
         if not strict and not all(book.has(t) for t in _PART_TABLES[part]):
             missing.append(part)
             continue
-        if part in ("closed", "open", "cac") and d is None:
-            d = deal_facts(book, needed_for)
-        if part == "closed":
-            f = _closed_part(d, sc)
-        elif part == "open":
-            f = _open_part(d, sc)
-        elif part == "leads":
-            f = _leads_part(book, sc, needed_for)
-        elif part == "cac":
-            f = _cac_part(book, d, sc, needed_for)
-        else:
-            f = _quota_part(book, sc, needed_for)
-        frames.append(f[[c for c in f.columns if not c.startswith("_")]])
+        key = ("part", part, sc.by, sc.owner, sc.team, sc.period.start, sc.period.end)
+        memo = _memo(book)
+        f = memo.get(key)
+        if f is None:
+            if part in ("closed", "open", "cac") and d is None:
+                d = deal_facts(book, needed_for)
+            if part == "closed":
+                f = _closed_part(d, sc)
+            elif part == "open":
+                f = _open_part(d, sc)
+            elif part == "leads":
+                f = _leads_part(book, sc, needed_for)
+            elif part == "cac":
+                f = _cac_part(book, d, sc, needed_for)
+            else:
+                f = _quota_part(book, sc, needed_for)
+            f = memo[key] = f[[c for c in f.columns if not c.startswith("_")]]
+        frames.append(f)
     out = pd.concat(frames, axis=1, join="outer").fillna(0.0) if frames else pd.DataFrame(index=pd.Index([_ALL]))
     for part in missing:
         for c in _PART_COLUMNS[part]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import marshal
+import io
 import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -68,6 +68,13 @@ def _rows(v) -> list[list]:
     return [list(r) for r in v]
 
 
+def _head(v, n: int = 5) -> list[list]:
+    """The first rows of a range, without copying the rest (enough to find its header)."""
+    if isinstance(v, (list, tuple)) and v and isinstance(v[0], (list, tuple)):
+        return [list(r) for r in v[:n]]
+    return _rows(v)
+
+
 def _scalar(v):
     """A single value out of a 1x1 range (some hosts wrap every argument in a 2-D array)."""
     while isinstance(v, (list, tuple)) and len(v) == 1:
@@ -102,16 +109,21 @@ def date_arg(v, what: str) -> dt.date | None:
 
 
 def _fingerprint(rows: list[list]) -> bytes:
-    """A digest of every cell: marshal is the fastest full walk; pickle covers dates and odd types.
+    """A digest of every cell, the same for equal ranges however they were built.
 
-    marshal version 2: from version 3 on the output depends on reference counts and interning (shared
-    objects become back-references), so two equal ranges built separately would hash differently.
+    pickle without its memo ("fast" mode) writes each value in full, so the bytes depend on content only
+    (marshal from version 3 on, and pickle's memo, vary with object sharing and reference counts); it is
+    also the quickest full walk that takes dates. sha256 is the fastest strong hash here (CPU extensions).
     """
+    buf = io.BytesIO()
+    p = pickle.Pickler(buf, protocol=5)
+    p.fast = True
     try:
-        data = marshal.dumps(rows, 2)
-    except ValueError:
+        p.dump(rows)
+        data = buf.getbuffer()
+    except (ValueError, RecursionError):  # a self-referencing list: fast mode refuses it
         data = pickle.dumps(rows, protocol=5)
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return hashlib.sha256(data).digest()[:16]
 
 
 def identify(rows: list[list]) -> str:
@@ -162,6 +174,7 @@ class BookCache:
     def __init__(self, size: int = 8):
         self.size = size
         self._books: OrderedDict[bytes, Book] = OrderedDict()
+        self._merged: OrderedDict[tuple[int, int], tuple[Book, Book, Book]] = OrderedDict()
         self._by_id: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
         self.hits = self.misses = 0
 
@@ -184,18 +197,38 @@ class BookCache:
             self._books.move_to_end(key)
             return book
         self.misses += 1
-        tables: dict[str, list[list]] = {}
-        for r in ranges:
-            rows = _rows(r)
-            name = identify(rows)
-            tables[name] = _zeros_to_blank(rows, name)
-        book = Book.from_rows(tables, source="<range>")
+        if len(ranges) > 1 and "Stages" not in (identify(_head(r)) for r in ranges):
+            # Tables parse independently unless Stages come along (Deals' stages are read against them):
+            # reuse the one-range Books, so =CAC(Deals, Costs) after =WINRATE(Deals) parses only Costs.
+            parts = [self.book([r]) for r in ranges]
+            book = Book(source="<range>", tables={n: t for b in parts for n, t in b.tables.items()})
+        else:
+            tables: dict[str, list[list]] = {}
+            for r in ranges:
+                rows = _rows(r)
+                name = identify(rows)
+                tables[name] = _zeros_to_blank(rows, name)
+            book = Book.from_rows(tables, source="<range>")
         self._books[key] = book
         if len(self._books) > self.size:
             self._books.popitem(last=False)
         return book
 
+    def merged(self, base: Book, given: Book) -> Book:
+        """`given`'s tables over the workbook's, as one Book that stays the same object across calls
+        (so what the KPI engine memoises on it is reused)."""
+        key = (id(base), id(given))
+        hit = self._merged.get(key)
+        if hit is not None and hit[0] is base and hit[1] is given:
+            return hit[2]
+        book = Book(source=given.source, tables={**base.tables, **given.tables})
+        self._merged[key] = (base, given, book)
+        if len(self._merged) > self.size:
+            self._merged.popitem(last=False)
+        return book
+
     def clear(self) -> None:
+        self._merged.clear()
         self._books.clear()
         self._by_id.clear()
         self.hits = self.misses = 0
@@ -233,7 +266,7 @@ def _book(ranges: list, workbook, cache: BookCache, fname: str) -> Book:
                               f"e.g. ={fname}(Deals[[#All]])")
     if book is None or base is None:
         return book or base
-    return Book(source=book.source, tables={**base.tables, **book.tables})
+    return cache.merged(base, book)
 
 
 def _workbook_book(workbook, cache: BookCache) -> Book | None:
