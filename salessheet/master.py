@@ -31,6 +31,7 @@ import pandas as pd
 
 from . import schema, template, xlsxpkg
 from .errors import SyncError, ValidationError
+from .reader import column_letter
 from .xlsxpkg import NS
 
 OWNED = ("Deals", "Leads", "Costs", "Targets", "Stages", "Issues", "Conflicts", "Sync Log", "Dashboard")
@@ -685,15 +686,6 @@ def _cells(name: str, values: pd.Series, styles) -> _Cells:
 # --- sheets -------------------------------------------------------------------------------------
 
 
-def _col_letter(i: int) -> str:
-    s = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        s = chr(65 + r) + s
-    return s
-
-
 def _headers(frame: pd.DataFrame) -> list[str]:
     """Header texts: unique (case-insensitively, as Excel tables need), never blank."""
     out, seen = [], set()
@@ -747,7 +739,7 @@ def _frame_sheet(sheet: _Sheet, styles) -> Iterator[bytes]:
     """The worksheet XML of a frame, in chunks of CHUNK_ROWS rows."""
     n, k = sheet.frame.shape
     headers, cols = sheet.headers, sheet.cells
-    letters = [_col_letter(j) for j in range(k)]
+    letters = [column_letter(j) for j in range(k)]
     last = max(n, 1) + 1 if k else 1
     widths = "".join(
         f'<col min="{j + 1}" max="{j + 1}" width="{_col_width(h, c)}" customWidth="1"'
@@ -787,7 +779,7 @@ def _col_width(header: str, c: _Cells) -> str:
 def _table_xml(sheet: _Sheet) -> bytes:
     headers = sheet.headers
     k, n = len(headers), len(sheet.frame)
-    ref = f"A1:{_col_letter(k - 1)}{max(n, 1) + 1}"  # a table needs one data row, even a blank one
+    ref = f"A1:{column_letter(k - 1)}{max(n, 1) + 1}"  # a table needs one data row, even a blank one
     name = table_name(sheet.name)
     cols = "".join(f'<tableColumn id="{i + 1}" name={quoteattr(h)}/>' for i, h in enumerate(headers))
     return (f'{xlsxpkg.XML_HEAD}<table xmlns="{_MAIN}" id="{sheet.table_id}" name="{name}" displayName="{name}" '

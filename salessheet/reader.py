@@ -294,7 +294,7 @@ def _table_of(book: Book, sheet: str | None) -> str:
 
 
 @contextmanager
-def _bulk():
+def no_gc():
     """Reading makes millions of short-lived, acyclic objects: the cycle collector only slows it down."""
     was = gc.isenabled()
     gc.disable()
@@ -307,7 +307,7 @@ def _bulk():
 
 def read_workbook(path, dayfirst: bool | None = None) -> Book:
     """Read an xlsx/xlsm/xls/ods or csv file into a Book. Raises ReadError if it is not readable at all."""
-    with _bulk():
+    with no_gc():
         return _read_workbook(Path(path), dayfirst)
 
 

@@ -14,18 +14,17 @@ Function names may carry the prefixes Excel writes for functions it does not kno
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import html
 import math
 import re
 import shutil
 import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import udf
 from .errors import Error, ReadError
+from .reader import no_gc
 from .xlsxpkg import atomic_write, check_unlocked, rewrite, sheet_parts
 
 SUFFIXES = (".xlsx", ".xlsm")
@@ -344,18 +343,6 @@ class _OwnTable:
 OWN = _OwnTable()
 
 
-@contextmanager
-def _no_gc():
-    """Reading makes millions of short-lived acyclic objects; the cycle collector only slows it down."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 class _Workbook:
     """Cell values (python-calamine, cached values of formulas), the standard Excel tables, and the Book that
     read_workbook would make, built from the same read so the file is parsed once."""
@@ -375,7 +362,7 @@ class _Workbook:
         if self._book is None:
             from .reader import build_book
 
-            with _no_gc():
+            with no_gc():
                 self._book = build_book(str(self.path), self.regions)
         return self._book
 
