@@ -61,14 +61,36 @@ def cli():
 
 
 @cli.command()
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--team", help="Team name to put first in the Team list.")
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
-def new(path: Path, team: str | None, force: bool):
-    """Write the standard deal workbook to PATH.
+@click.option("--google", is_flag=True, help="Create it as a new Google Sheet instead of a file; prints its URL.")
+@click.option("--title", help="With --google: the spreadsheet's title.")
+@click.option("--share", multiple=True, metavar="EMAIL", help="With --google: give EMAIL edit access (repeatable).")
+@click.option("--credentials", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --google: a service-account key or OAuth file (default: GOOGLE_APPLICATION_CREDENTIALS, "
+                   "then gspread's files in ~/.config/gspread).")
+def new(path: Path | None, team: str | None, force: bool, google: bool, title: str | None, share: tuple,
+        credentials: Path | None):
+    """Write the standard deal workbook to PATH, or create it as a Google Sheet with --google.
 
     Example: salessheet new q3-deals.xlsx --team EMEA
+    Example: salessheet new --google --title "EMEA deals" --share rep@example.com
     """
+    if google:
+        from . import gsheets
+
+        if path is not None:
+            raise Error("give either PATH or --google, not both")
+        client = gsheets.connect(credentials)
+        key, url = gsheets.create_template(title, share=share, team=team, client=client)
+        for w in client.warnings:
+            _err(f"warning: {w}")
+        console().print(f"Created Google Sheet [bold]{title or key}[/]: {url}"
+                        + (f" (shared with {', '.join(share)})" if share else ""), soft_wrap=True)
+        return
+    if path is None or title or share or credentials:
+        raise Error("give the PATH of the workbook to write (or --google to create a Google Sheet)")
     from .template import write_template
 
     if path.exists() and not force:
@@ -131,8 +153,10 @@ def validate_cmd(paths, dayfirst, fmt):
 @click.option("--assign-ids", is_flag=True, help="Write generated IDs into source rows that have none.")
 @click.option("--wait", type=float, default=30.0, show_default=True,
               help="Seconds to wait for another sync of the same master to finish.")
+@click.option("--credentials", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="For Google Sheets sources or master (gsheet:KEY or URLs): a service-account key or OAuth file.")
 @FORMAT
-def sync_cmd(sources, into, state, config, dry_run, prune, assign_ids, wait, fmt):
+def sync_cmd(sources, into, state, config, dry_run, prune, assign_ids, wait, credentials, fmt):
     """Merge team workbooks into one master workbook.
 
     SOURCE: .xlsx/.xlsm/.csv files, folders (every spreadsheet inside) or globs. Rows are matched by
@@ -148,12 +172,17 @@ def sync_cmd(sources, into, state, config, dry_run, prune, assign_ids, wait, fmt
     from .sources_config import resolve_args
     from .sync import sync
 
+    from . import gsheets  # no gspread import unless a Google sheet is used
+
+    gsheets.use(credentials=credentials)
     sources, into, state = resolve_args(sources, into, state, config)
-    with Progress(console=Console(stderr=True), transient=True, disable=fmt == "json") as bar:
+    # No refresh thread: sources may be read in forked worker processes.
+    with Progress(console=Console(stderr=True), transient=True, disable=fmt == "json", auto_refresh=False) as bar:
         task = bar.add_task("Reading sources", total=None)
 
         def progress(done, total, name):
             bar.update(task, total=total, completed=done, description=f"Read {name}")
+            bar.refresh()
 
         res = sync(sources, into, state=state, dry_run=dry_run, prune=prune, assign_ids=assign_ids,
                    progress=progress, wait=wait)
@@ -193,6 +222,11 @@ def sync_cmd(sources, into, state, config, dry_run, prune, assign_ids, wait, fmt
     out.print(f"{write} in {res.duration_s:.2f}s ({res.skipped_sources} source(s) unchanged since the last sync)")
 
 
+def _when(iso) -> str:
+    """'2026-02-11T09:00:00' -> '2026-02-11 09:00' (dates stay dates)."""
+    return "" if not iso else str(iso).replace("T", " ")[:16]
+
+
 @cli.command("history")
 @click.argument("key", metavar="DEAL-ID")
 @click.option("--master", type=click.Path(dir_okay=False, path_type=Path),
@@ -216,24 +250,28 @@ def history_cmd(key, master, state, table, fmt):
     if fmt == "json":
         click.echo(json.dumps(h, indent=2, ensure_ascii=False, default=str))
         return
+    from .schema import DEALS
+
     out = console()
+    stage, amount_col, updated = (DEALS.column(c).name for c in ("Stage", "Amount", "Last Updated"))
     vt = Table(title=f"{table} {key}: {len(h['versions'])} version(s)", title_justify="left", header_style="bold")
-    for c in ("First seen", "Last seen", "Source", "Row", "Stage", "Amount", "Last Updated", "Changed"):
+    for c in ("First seen", "Last seen", "Source", "Row", stage, amount_col, updated, "Changed"):
         vt.add_column(c, overflow="fold")
     for v in h["versions"]:
         vals = v["values"]
-        amount = vals.get("Amount")
-        vt.add_row(v["first_seen"] or "", "now" if v["current"] else (v["last_seen"] or ""), Text(v["source"]),
-                   str(v["row"] or ""), Text(str(vals.get("Stage") or "")),
+        amount = vals.get(amount_col)
+        vt.add_row(_when(v["first_seen"]), "now" if v["current"] else _when(v["last_seen"]), Text(v["source"]),
+                   str(v["row"] or ""), Text(str(vals.get(stage) or "")),
                    f"{amount:,.2f}" if isinstance(amount, float) else Text(str(amount or "")),
-                   str(vals.get("Last Updated") or ""), Text(", ".join(v["changed"]) or "(first)"))
+                   _when(vals.get(updated)), Text(", ".join(v["changed"]) or "(first)"))
     out.print(vt)
     if h["stages"]:
         st = Table(title="Stages", title_justify="left", header_style="bold")
         for c in ("Stage", "Since", "Until", "Days"):
             st.add_column(c, justify="right" if c == "Days" else "left")
         for s in h["stages"]:
-            st.add_row(Text(str(s["stage"] or "(none)")), s["since"], s["until"] or "now", f"{s['days']:.1f}")
+            st.add_row(Text(str(s["stage"] or "(none)")), _when(s["since"]), _when(s["until"]) or "now",
+                       f"{s['days']:.1f}")
         out.print(st)
 
 

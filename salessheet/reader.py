@@ -313,13 +313,19 @@ def read_workbook(path, dayfirst: bool | None = None) -> Book:
 
 def _read_workbook(path: Path, dayfirst: bool | None) -> Book:
     sheets, excel_tables = sources.load(path)
+    return book_from_sheets(str(path), sheets, excel_tables, dayfirst)
+
+
+def book_from_sheets(source: str, sheets: list[sources.Sheet], excel_tables: dict | None = None,
+                     dayfirst: bool | None = None) -> Book:
+    """A Book from a workbook's sheets (from a file, or tabs fetched from a service such as Google Sheets)."""
     located: list[Issue] = []
-    regions = locate_tables(sheets, excel_tables, str(path), located)
-    book = build_book(str(path), regions, dayfirst=dayfirst)
+    regions = locate_tables(sheets, excel_tables or {}, source, located)
+    book = build_book(source, regions, dayfirst=dayfirst)
     book.issues[:0] = located
     if "Deals" not in regions:
-        book.issues.insert(0, Issue(str(path), None, None, None, None, ERROR,
-                                    f"no {schema.DEALS.name} table found: name a sheet or Excel table "
+        book.issues.insert(0, Issue(source, None, None, None, None, ERROR,
+                                    f"no {schema.DEALS.name} table found: name a sheet (tab) or Excel table "
                                     f"{schema.DEALS.name!r}, or give it a header row with columns like "
                                     f"{', '.join(schema.DEALS.required)}"))
     return book

@@ -1482,7 +1482,7 @@ class Emulator:
 
     # -------------------------------------------------------------------------- batchUpdate
 
-    REPLY_KINDS = ("addSheet", "deleteSheet", "duplicateSheet", "updateSheetProperties",
+    REPLY_KINDS = ("copyPaste", "addSheet", "deleteSheet", "duplicateSheet", "updateSheetProperties",
                    "updateSpreadsheetProperties", "addProtectedRange", "updateProtectedRange",
                    "deleteProtectedRange", "setDataValidation", "repeatCell", "updateCells",
                    "appendDimension", "insertDimension", "deleteDimension", "addNamedRange",
@@ -1710,6 +1710,26 @@ class Emulator:
         if rng.get("dimension") not in ("ROWS", "COLUMNS"):
             raise bad("dimension must be ROWS or COLUMNS")
         return sheet, axis
+
+    def _bu_copyPaste(self, ss, args):
+        """PASTE_NORMAL onto the same cells of another sheet: values and formats; empty source cells clear
+        the target (what a master swap needs; other paste types and offsets are refused, not faked)."""
+        src, r0, c0, r1, c1 = self._grid_bounds(ss, args.get("source", {}))
+        dest = args.get("destination", {})
+        dst = self._grid_sheet(ss, dest.get("sheetId"))
+        if (args.get("pasteType", "PASTE_NORMAL") != "PASTE_NORMAL"
+                or (dest.get("startRowIndex") or 0, dest.get("startColumnIndex") or 0) != (r0, c0)):
+            raise bad("this emulator pastes PASTE_NORMAL onto the same cells only")
+        if r1 > dst.rows or c1 > dst.cols:
+            raise Rng(dst).exceeds(r0, c0, r1, c1)
+        for r in range(r0, r1):
+            for c in range(c0, c1):
+                for store in ("cells", "meta"):
+                    s, d = getattr(src, store), getattr(dst, store)
+                    if (r, c) in s:
+                        d[(r, c)] = copy.deepcopy(s[(r, c)])
+                    else:
+                        d.pop((r, c), None)
 
     def _bu_appendDimension(self, ss, args):
         sheet, axis = self._dimension(ss, args)
