@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import random
-import statistics
 import tempfile
 import time
 from pathlib import Path
