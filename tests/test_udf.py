@@ -255,3 +255,75 @@ def test_every_function_is_exposed_by_each_adapter():
         assert f"def {n}(" in lite_src
     assert set(udf.FUNCTIONS.values()) == set(kpi.KPIS)
     assert all(schema.normalize(n) for n in names)
+
+
+class _FakeSheet:
+    def __init__(self, name):
+        self.name, self.cells = name, {}
+
+    def clear(self):
+        self.cells.clear()
+
+    def range(self, addr):
+        sheet = self
+
+        class R:
+            @property
+            def value(self):
+                return sheet.cells.get(addr)
+
+            @value.setter
+            def value(self, v):
+                sheet.cells[addr] = v
+        return R()
+
+
+class _FakeSheets(list):
+    def __getitem__(self, k):
+        return next(s for s in self if s.name == k) if isinstance(k, str) else list.__getitem__(self, k)
+
+    def add(self, name, after=None):
+        s = _FakeSheet(name)
+        self.append(s)
+        return s
+
+
+class _FakeBook:
+    """The part of xlwings' Book the macros use: fullname, sheets[...], sheets.add, range().value."""
+
+    def __init__(self, path):
+        self.fullname = str(path)
+        self.sheets = _FakeSheets([_FakeSheet("Deals")])
+
+
+def test_validate_macro_lists_problems_on_a_validation_sheet(tmp_path):
+    from sheetmaker import write_xlsx
+
+    path = write_xlsx(tmp_path / "team.xlsx", {"Deals": [DEALS[0], ["D1", None, "Ana", "North", "Closed Won", None,
+                                                                     -5.0, None, D(2026, 1, 5), None, None]]})
+    book = _FakeBook(path)
+    n = classic.validate_workbook(book)
+    rows = book.sheets["Validation"].range("A1").value
+    assert n == len(rows) - 1 >= 3
+    problems = {(r[1], r[2], r[4]) for r in rows[1:]}
+    assert (2, "Account", "error") in problems and (2, "Amount", "error") in problems
+    assert (2, "Closed Date", "error") in problems
+    classic.validate_workbook(book)  # run again: the sheet is reused, not duplicated
+    assert [s.name for s in book.sheets].count("Validation") == 1
+
+
+def test_sync_now_macro_runs_the_configured_sync(tmp_path):
+    from salessheet.template import write_workbook
+
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    write_workbook(teams / "north.xlsx", tables={"Deals": [dict(zip(DEALS[0], r)) for r in DEALS[1:]]})
+    (tmp_path / "salessheet.toml").write_text('sources = ["teams"]\nmaster = "master.xlsx"\n')
+    book = _FakeBook(tmp_path / "dashboard.xlsx")
+    result = classic.sync_now(book)
+    assert result.added == 5 and (tmp_path / "master.xlsx").exists()
+    shown = dict(r for r in book.sheets["Sync Result"].range("A1").value[1:])
+    assert shown["added"] == 5 and shown["rows_read"] >= 5
+    # The open master itself cannot be the target: Excel holds it locked.
+    with pytest.raises(Exception, match="is the sync master"):
+        classic.sync_now(_FakeBook(tmp_path / "master.xlsx"))

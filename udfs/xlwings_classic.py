@@ -153,16 +153,23 @@ def validate_workbook(book=None):
 
 @xw.sub
 def sync_now(book=None):
-    """Macro "Sync now": run the sync configured in salessheet.toml beside this workbook into it."""
+    """Macro "Sync now": run the sync that salessheet.toml beside this workbook configures, and show the
+    summary on a "Sync Result" sheet. The master must be another file: Excel locks the open workbook."""
     from pathlib import Path
 
-    from salessheet import sync as sync_engine
+    from salessheet.errors import ValidationError
+    from salessheet.sources_config import resolve_args
+    from salessheet.sync import sync
 
     book = book or xw.Book.caller()
     here = Path(book.fullname)
-    result = sync_engine.sync_from_config(here.with_name("salessheet.toml"), into=here)
+    sources, master, state = resolve_args([], None, None, here.with_name("salessheet.toml"))
+    if master.resolve() == here.resolve():
+        raise ValidationError(f"{here.name} is the sync master and is open here; run Sync now from another "
+                              f"workbook, or run: salessheet sync --config salessheet.toml")
+    result = sync(sources, master, state=state)
     sheet = _fresh_sheet(book, "Sync Result")
-    sheet.range("A1").value = [[k, v] for k, v in result.summary().items()]
+    sheet.range("A1").value = [["", "Sync into " + str(master)]] + [[k, v] for k, v in result.to_dict().items()]
     return result
 
 
