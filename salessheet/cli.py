@@ -142,7 +142,7 @@ def validate_cmd(paths, dayfirst, fmt):
 @cli.command("sync")
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @click.option("--into", type=click.Path(dir_okay=False, path_type=Path),
-              help="The master workbook (.xlsx); created if missing.")
+              help="The master: an .xlsx file (created if missing) or a Google Sheet (gsheet:KEY or its URL).")
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
               help="The sync state store (default: MASTER.salessheet.db beside the master).")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),

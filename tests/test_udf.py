@@ -7,6 +7,7 @@ same rows, so the adapters are checked against the one definition.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import textwrap
@@ -230,7 +231,7 @@ def test_lite_module_imports_and_runs_without_compiled_extras(tmp_path):
                     raise ImportError(f"{{name}} is not available under Pyodide")
         sys.meta_path.insert(0, Block())
         sys.path[:0] = [{str(tmp_path)!r}, {str(ROOT / 'udfs' / 'xlwings_lite')!r}, {str(ROOT)!r}]
-        import main
+        import json, main
         rows = {serials(DEALS)!r}
         print(main.WINRATE(rows), main.REVENUE(rows, "Bo"), main.KPITABLE(rows, "team")[1][0])
         try:
@@ -238,6 +239,17 @@ def test_lite_module_imports_and_runs_without_compiled_extras(tmp_path):
         except ValueError as e:
             print("raised", e)
         print(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
+        calls = {{}}
+        for name in {DEAL_FUNCTIONS!r}:
+            for owner in (None, "Ana", "Bo"):
+                try:
+                    calls[f"{{name}}/{{owner}}"] = getattr(main, name)(rows, owner, None, 46054.0, None)
+                except ValueError as e:
+                    calls[f"{{name}}/{{owner}}"] = str(e)
+        calls["CONVERSIONRATE"] = main.CONVERSIONRATE({serials(LEADS)!r}, "Ana")
+        calls["CAC"] = main.CAC(rows, None, "North", None, None, {serials(COSTS)!r})
+        calls["QUOTAATTAINMENT"] = main.QUOTAATTAINMENT(rows, "Ana", None, 46023.0, 46112.0, {serials(TARGETS)!r})
+        print(json.dumps(calls))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -245,6 +257,18 @@ def test_lite_module_imports_and_runs_without_compiled_extras(tmp_path):
     assert lines[0].split() == ["0.6666666666666666", "3000.0", "North"]
     assert lines[1].startswith("raised #DIV/0!")
     assert lines[2] == "[]"
+    # Every function through the Lite module equals the classic adapter on the same host-shaped input.
+    calls = json.loads(lines[3])
+    start = dt.date(2026, 1, 31)  # serial 46054
+    for name in DEAL_FUNCTIONS:
+        for owner in (None, "Ana", "Bo"):
+            want = classic.call(name, (serials(DEALS), owner, None, start, None))
+            got = calls[f"{name}/{owner}"]
+            assert got == (pytest.approx(want) if isinstance(want, float) else want), (name, owner)
+    assert calls["CONVERSIONRATE"] == pytest.approx(0.5)
+    assert calls["CAC"] == pytest.approx(classic.CAC(DEALS, None, "North", None, None, COSTS))
+    assert calls["QUOTAATTAINMENT"] == pytest.approx(
+        classic.QUOTAATTAINMENT(DEALS, "Ana", None, dt.date(2026, 1, 1), dt.date(2026, 3, 31), TARGETS))
 
 
 def test_every_function_is_exposed_by_each_adapter():
