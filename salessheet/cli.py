@@ -377,17 +377,27 @@ def kpi_cmd(path, by, start, end, fmt, dayfirst):
 @click.option("--today", metavar="DATE", help="Forecast as of this day instead of today.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="table for people; csv (the months) or json for machines.")
+@click.option("--state", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A sync state store whose deal history teaches the stage probabilities "
+                   "(default: the one beside PATH, when PATH is a sync master).")
 @DAYFIRST
-def forecast_cmd(path, months, today, fmt, dayfirst):
+def forecast_cmd(path, months, today, fmt, state, dayfirst):
     """Committed, weighted pipeline and trend per month ahead; stage probabilities learned from history.
 
-    Example: salessheet forecast deals.xlsx --months 6
+    On a sync master the stages every deal went through come from sync's history, so "of the deals
+    that reached Negotiation, how many were won" is measured, not assumed.
+
+    Example: salessheet forecast master.xlsx --months 6
     """
     from .forecast import forecast_months, learned_stage_probabilities
     from .reader import read_workbook
+    from .state import default_path, stage_history
 
     book = read_workbook(path, dayfirst=dayfirst)
-    ahead, stages = forecast_months(book, months=months, today=today), learned_stage_probabilities(book)
+    state = state or (default_path(path) if default_path(path).exists() else None)
+    history = stage_history(state) if state else None
+    ahead = forecast_months(book, months=months, today=today)
+    stages = learned_stage_probabilities(book, history=history)
     if fmt == "json":
         click.echo(json.dumps({"months": ahead.to_dict("records"), "stages": stages.to_dict("records")}, indent=2,
                               ensure_ascii=False))
@@ -397,9 +407,10 @@ def forecast_cmd(path, months, today, fmt, dayfirst):
         out = console()
         out.print(render.frame_table(ahead.drop(columns="method"),
                                      f"{path.name}: months ahead; trend: {ahead['method'][0]}", render.FORECAST_HEADS))
-        out.print(render.frame_table(stages, "Stage win probability: default vs learned from the sample of closed deals that "
-                                "reached the stage (without stage history a lost deal counts as reaching every "
-                                "open stage)", render.FORECAST_HEADS))
+        how = (f"stage history from {state.name}" if state else
+               "no stage history (sync keeps one): a lost deal counts as reaching every open stage")
+        out.print(render.frame_table(stages, "Stage win probability: default vs learned from the closed deals that "
+                                     f"reached the stage; {how}", render.FORECAST_HEADS))
     _warn_errors(book, path)
 
 

@@ -395,6 +395,27 @@ def row_history(path, key: str, table: str = "Deals", now: str | None = None) ->
     return {"table": table, "key": key, "versions": versions, "stages": stages}
 
 
+def stage_history(path) -> "pd.DataFrame":
+    """Every stage each deal has been seen in: Deal ID, Stage, Seen At (its Last Updated, else when sync
+    first saw that version). What forecast learns stage win rates from."""
+    import json
+
+    import pandas as pd
+
+    stage_col, updated_col = schema.DEALS.column("Stage").name, schema.DEALS.column("Last Updated").name
+    with State.open(Path(path), readonly=True) as st:
+        rows = st.conn.execute("SELECT v.key, v.vals, r.started FROM versions v JOIN runs r ON r.id = v.first_run "
+                             "WHERE v.tbl = ?", (schema.DEALS.name,)).fetchall()
+    out = []
+    for key, vals, started in rows:
+        vals = json.loads(vals)
+        if vals.get(stage_col):
+            out.append((key, vals[stage_col], vals.get(updated_col) or started))
+    df = pd.DataFrame(out, columns=[schema.DEALS.key, stage_col, "Seen At"])
+    df["Seen At"] = pd.to_datetime(df["Seen At"], errors="coerce", format="mixed")
+    return df
+
+
 def _days(a: str, b: str) -> float:
     import datetime as dt
 

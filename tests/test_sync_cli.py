@@ -2,6 +2,7 @@
 and a chart-holding workbook see it."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import zipfile
 
@@ -165,3 +166,38 @@ def test_a_master_with_a_chart_keeps_it_after_syncs(teams, tmp_path, soffice):
     sheets = sheets_as_csv(master, tmp_path, as_shown=False)
     assert sheets["Report"][:3] == [["Q1", "10"], ["Q2", "20"], ["Q3", "15"]]
     assert by_key(table(master))["N-1"]["Amount"] == 9.0
+
+
+def test_forecast_learns_stage_probabilities_from_sync_history(tmp_path):
+    """Two syncs see D2 in Negotiation, then lost: the history says it reached Negotiation, not Proposal+."""
+    from salessheet.template import write_workbook
+
+    def deals(stage_d2, updated):
+        base = {"Account": "A", "Owner": "Ana", "Amount": 100.0, "Created Date": dt.datetime(2026, 1, 1)}
+        return [
+            {**base, "Deal ID": "D1", "Stage": "Closed Won", "Closed Date": dt.datetime(2026, 2, 1),
+             "Last Updated": dt.datetime(2026, 2, 1)},
+            {**base, "Deal ID": "D2", "Stage": stage_d2, "Last Updated": updated,
+             **({"Closed Date": dt.datetime(2026, 3, 1), "Lost Reason": "Price"} if stage_d2 == "Closed Lost" else {})},
+            {**base, "Deal ID": "D3", "Stage": "Closed Lost", "Closed Date": dt.datetime(2026, 3, 1),
+             "Lost Reason": "Price", "Last Updated": dt.datetime(2026, 3, 1)},
+        ]
+
+    team, master = tmp_path / "team.xlsx", tmp_path / "master.xlsx"
+    runner = CliRunner()
+    write_workbook(team, tables={"Deals": deals("Qualification", dt.datetime(2026, 1, 10))})
+    assert runner.invoke(cli, ["sync", str(team), "--into", str(master)]).exit_code == 0
+    write_workbook(team, tables={"Deals": deals("Closed Lost", dt.datetime(2026, 3, 1))})
+    assert runner.invoke(cli, ["sync", str(team), "--into", str(master)]).exit_code == 0
+
+    res = runner.invoke(cli, ["forecast", str(master), "--format", "json", "--today", "2026-04-01"])
+    assert res.exit_code == 0, res.output
+    stages = {s["stage"]: s for s in json.loads(res.output)["stages"]}
+    # D1 won (reached every stage); D2 lost after reaching Qualification (history); D3 lost, no history of
+    # an open stage, so assumed to have reached every open stage.
+    assert stages["Qualification"]["deals"] == 3 and stages["Qualification"]["learned_probability"] == 1 / 3
+    assert stages["Negotiation"]["deals"] == 2 and stages["Negotiation"]["learned_probability"] == 1 / 2
+    assert stages["Qualification"]["from_history"] == 1
+    without = runner.invoke(cli, ["forecast", str(team), "--format", "json", "--today", "2026-04-01"])
+    plain = {s["stage"]: s for s in json.loads(without.output)["stages"]}
+    assert plain["Negotiation"]["deals"] == 3  # no state beside the team file: every lost deal reached it
