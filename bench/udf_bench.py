@@ -165,7 +165,7 @@ def dashboard_formulas() -> tuple[dict[str, str], dict[str, str]]:
 
 def add_formulas(path: Path, sheet_part: str, cells: dict[str, str], arrays: dict[str, str]) -> None:
     """Append formula cells to a worksheet (rows after its last one) by rewriting just that part."""
-    from salessheet.recalc import parse_cell
+    from salessheet.formula import parse_cell
     from salessheet.xlsxpkg import atomic_write, rewrite
 
     with zipfile.ZipFile(path) as z:

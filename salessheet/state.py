@@ -395,7 +395,7 @@ def row_history(path, key: str, table: str = "Deals", now: str | None = None) ->
     return {"table": table, "key": key, "versions": versions, "stages": stages}
 
 
-def stage_history(path) -> "pd.DataFrame":
+def stage_history(path):
     """Every stage each deal has been seen in: Deal ID, Stage, Seen At (its Last Updated, else when sync
     first saw that version). What forecast learns stage win rates from."""
     import json

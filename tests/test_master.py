@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from libreoffice import inspect, sheets_as_csv
 from salessheet import read_workbook, schema, xlsxpkg
 from salessheet.errors import LockedError, SyncError, ValidationError
-from salessheet.master import OWNED, table_name, write_master
+from salessheet.master import OWNED, write_master
+from salessheet.sheetxml import table_name
 from salessheet.template import DASHBOARD_CELLS, DASHBOARD_COUNT_CELLS
 
 M = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -521,13 +522,13 @@ def test_out_for_a_new_master(tmp_path):
 def test_a_failed_write_leaves_the_master_as_it_was(tmp_path, monkeypatch):
     path = write_master(tmp_path / "master.xlsx", {"Deals": deals_frame(2)})
     before = path.read_bytes()
-    import salessheet.master as master
+    import salessheet.sheetxml as sheetxml
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
         yield b""
 
-    monkeypatch.setattr(master, "_frame_sheet", boom)
+    monkeypatch.setattr(sheetxml, "_frame_sheet", boom)
     with pytest.raises(RuntimeError):
         write_master(path, {"Deals": deals_frame(5)})
     assert path.read_bytes() == before
@@ -601,9 +602,9 @@ def test_duplicate_and_blank_headers_are_made_unique(tmp_path):
 
 
 def test_big_frames_are_written_in_chunks(tmp_path, monkeypatch):
-    import salessheet.master as master
+    import salessheet.sheetxml as sheetxml
 
-    monkeypatch.setattr(master, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(sheetxml, "CHUNK_ROWS", 7)
     df = deals_frame(50)
     path = write_master(tmp_path / "m.xlsx", {"Deals": df})
     got = read_workbook(path).tables["Deals"]

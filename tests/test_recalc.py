@@ -24,7 +24,8 @@ from libreoffice import sheets_as_csv
 from salessheet import kpi, read_workbook, schema, template
 from salessheet.cli import cli
 from salessheet.errors import Error, ReadError
-from salessheet.recalc import parse_cell, recalc, shift_formula, tokenize
+from salessheet.formula import parse_cell, shift_formula, tokenize
+from salessheet.recalc import recalc
 from salessheet.xlsxpkg import atomic_write, rewrite, sheet_parts
 
 OWNERS = ("Ana", "Bob", "Cy")
