@@ -49,13 +49,11 @@ def team_rows(team: int, n: int) -> list[list]:
 
 def run(n_sources: int, n_rows: int) -> list[dict]:
     from gsheets_emulator import Emulator
-    from test_gsheets_sync import add_copy_paste
 
     from salessheet import gsheets, schema
     from salessheet.reader import column_letter
     from salessheet.sync import sync
 
-    add_copy_paste()
     out = []
     with Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
         keys = [emu.create_spreadsheet(f"Team {i}", sheets={"Deals": team_rows(i, n_rows)}) for i in range(n_sources)]

@@ -79,11 +79,12 @@ def new(path: Path | None, team: str | None, force: bool, google: bool, title: s
     """
     if google:
         from . import gsheets
+        from .gsheets_template import create_template
 
         if path is not None:
             raise Error("give either PATH or --google, not both")
         client = gsheets.connect(credentials)
-        key, url = gsheets.create_template(title, share=share, team=team, client=client)
+        key, url = create_template(title, share=share, team=team, client=client)
         for w in client.warnings:
             _err(f"warning: {w}")
         console().print(f"Created Google Sheet [bold]{title or key}[/]: {url}"

@@ -161,7 +161,8 @@ def expand(specs, exclude=(), base: Path | None = None) -> tuple[list[FileSource
 
 def _google(spec, out: list) -> bool:
     """A Google Sheets source (gsheet:KEY or a docs.google.com URL) is added once; gspread loads only when read."""
-    from .gsheets import GoogleSource, google_key
+    from .gsheets import google_key
+    from .gsheets_read import GoogleSource
 
     key = google_key(spec)
     if key is None:
@@ -359,7 +360,8 @@ def state_for(state=None, master=None, config=None) -> Path:
 
     if state:
         return Path(state)
-    from .gsheets import default_state_path, google_key
+    from .gsheets import google_key
+    from .gsheets_master import default_state_path
 
     if master and google_key(master):
         return default_state_path(google_key(master))

@@ -11,7 +11,7 @@ Tables (all written in one transaction per sync, WAL journal, synchronous=FULL):
   the values written, Synced At, Sync Status, and the values themselves only when they differ from that
   source version (edits made in the master, columns only the master has).
 - ``meta``: small settings, among them the hash the master file must have if nobody touched it.
-Row hashes are 64-bit blake2b digests of a row's canonical JSON (sync.row_hash), stored as INTEGER.
+Row hashes are 64-bit blake2b digests of a row's canonical JSON (sync_rows.row_hash), stored as INTEGER.
 
 One sync at a time: ``lock()`` takes an exclusive fcntl lock on ``<state>.lock`` (released by the OS
 even when the process is killed) and waits a bounded time for it, then raises LockedError.
@@ -243,7 +243,7 @@ class State:
 
     def record_read(self, sid: int, run: int, content_hash: str | None, ok: bool, info: dict,
                     rows: dict | None) -> None:
-        """A source was read in `run`. rows: table -> TableRows (sync.py) with their JSON values (None: the
+        """A source was read in `run`. rows: table -> TableRows (sync_rows.py) with their JSON values (None: the
         read failed; the previous rows stay the source's current ones)."""
         from itertools import repeat
 
@@ -265,7 +265,7 @@ class State:
 
     def put_master_rows(self, tbl: str, rows: Iterable[tuple]) -> None:
         """rows: (key, sid, src_hash, mhash, row, synced_at, status, vals): vals None when they are the source
-        version's, sync.KEEP to keep the ones stored."""
+        version's, sync_merge.KEEP to keep the ones stored."""
         self.conn.executemany(
             "INSERT INTO master_rows (tbl, key, sid, src_hash, mhash, row, synced_at, status, vals) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(tbl, key) DO UPDATE SET sid = excluded.sid, "

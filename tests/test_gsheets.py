@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from gsheets_emulator import Emulator
-from salessheet import gsheets, schema, template
+from salessheet import gsheets, gsheets_read, schema, template
 from salessheet.cli import cli
+from salessheet.errors import ReadError
 from salessheet.gsheets import Backoff, GoogleAccessError, GoogleAuthError, GoogleError, GoogleRetryError, Pacer
 from salessheet.reader import column_letter, read_workbook
 from sheetmaker import deal, deals_rows, write_xlsx
@@ -98,7 +99,7 @@ def test_reading_a_google_sheet_gives_the_same_book_as_the_same_xlsx(emu, client
     path = write_xlsx(tmp_path / "team.xlsx", {"Pipeline": rows, "Stages": stages, "Notes": [["free text"]]})
     key = emu.create_spreadsheet("team", sheets={"Pipeline": rows, "Stages": stages, "Notes": [["free text"]]})
     a = read_workbook(path)
-    b = gsheets.read_spreadsheet(f"gsheet:{key}", client=client)
+    b = gsheets_read.read_spreadsheet(f"gsheet:{key}", client=client)
     assert set(a.tables) == set(b.tables) == {"Deals", "Stages"}
     for name in a.tables:
         pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
@@ -115,7 +116,7 @@ def test_reading_a_google_sheet_gives_the_same_book_as_the_same_xlsx(emu, client
 def test_a_read_is_one_metadata_request_and_one_unformatted_batch_get(emu, client):
     key = emu.create_spreadsheet("team", sheets={"Deals": deals_rows(deal()), "Other": [["x"]], "Empty": []})
     emu.reset_requests()
-    book = gsheets.read_spreadsheet(key, client=client)
+    book = gsheets_read.read_spreadsheet(key, client=client)
     assert len(book.tables["Deals"]) == 1
     reqs = emu.requests
     assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in reqs] == [("GET", key), ("GET", "values:batchGet")]
@@ -126,7 +127,7 @@ def test_a_read_is_one_metadata_request_and_one_unformatted_batch_get(emu, clien
 
 def test_a_source_hash_is_one_drive_request_and_follows_edits(emu, client):
     key = emu.create_spreadsheet("team", sheets={"Deals": deals_rows(deal())})
-    src = gsheets.GoogleSource(key, client)
+    src = gsheets_read.GoogleSource(key, client)
     emu.reset_requests()
     h1 = src.content_hash()
     assert [r.path for r in emu.requests] == [f"/drive/v3/files/{key}"] and src.name == "team"
@@ -140,7 +141,7 @@ def test_without_drive_the_hash_is_of_the_values_and_the_read_is_reused(emu, cli
     key = emu.create_spreadsheet("team", sheets={"Deals": deals_rows(deal())})
     emu.fail(403, times=None, match="GET /drive/", message="Google Drive API has not been used in project 1 "
                                                            "before or it is disabled.")
-    src = gsheets.GoogleSource(key, client)
+    src = gsheets_read.GoogleSource(key, client)
     emu.reset_requests()
     h = src.content_hash()
     assert h.startswith("values:")
@@ -155,15 +156,15 @@ def test_a_missing_or_unshared_sheet_names_the_sheet_and_the_account(emu, tmp_pa
     sa = service_account_file(tmp_path)
     client = gsheets.connect(credentials=sa, session=emu.session(), fresh=True)
     with pytest.raises(GoogleAccessError) as e:
-        gsheets.read_spreadsheet(key, client=client)
+        gsheets_read.read_spreadsheet(key, client=client)
     msg = str(e.value)
     assert gsheets.spreadsheet_url(key) in msg and "robot@proj.iam.gserviceaccount.com" in msg
     assert "share" in msg
     with pytest.raises(GoogleAccessError, match="was not found"):
-        gsheets.read_spreadsheet("1NoSuchSpreadsheetKey000", client=client)
-    src = gsheets.GoogleSource(key, client)
+        gsheets_read.read_spreadsheet("1NoSuchSpreadsheetKey000", client=client)
+    src = gsheets_read.GoogleSource(key, client)
     assert src.content_hash() is None
-    with pytest.raises(gsheets.ReadError, match="robot@proj"):
+    with pytest.raises(ReadError, match="robot@proj"):
         src.read()
 
 
@@ -186,7 +187,7 @@ def test_pacer_never_lets_more_than_the_limit_into_any_window():
 def test_a_burst_of_429s_is_absorbed_honouring_retry_after(emu, client, clock):
     key = emu.create_spreadsheet("team", sheets={"Deals": deals_rows(deal())})
     emu.fail(429, times=3, match="values:batchGet", retry_after=7)
-    book = gsheets.read_spreadsheet(key, client=client)
+    book = gsheets_read.read_spreadsheet(key, client=client)
     assert len(book.tables["Deals"]) == 1
     assert client.stats.retries == 3 and client.stats.errors == {429: 3}
     assert [s for s in clock.sleeps if s >= 7] == clock.sleeps and len(clock.sleeps) == 3
@@ -202,7 +203,7 @@ def test_when_retries_run_out_the_error_is_clear(emu, client, clock):
     key = emu.create_spreadsheet("team", sheets={"Deals": deals_rows(deal())})
     emu.fail(503, times=None, match="values:batchGet")
     with pytest.raises(GoogleRetryError) as e:
-        gsheets.read_spreadsheet(key, client=client)
+        gsheets_read.read_spreadsheet(key, client=client)
     assert "HTTP 503" in str(e.value) and "7 attempt(s)" in str(e.value) and key in str(e.value)
     assert len(sheets_requests(emu, "values:batchGet")) == 7  # the first try and 6 retries
     assert len(clock.sleeps) == 6 and max(clock.sleeps) <= 32.0 + 1.0
@@ -212,7 +213,7 @@ def test_a_retry_after_longer_than_allowed_is_not_waited_for(emu, client, clock)
     key = emu.create_spreadsheet("team", sheets={"Deals": deals_rows(deal())})
     emu.fail(429, times=1, match="values:batchGet", retry_after=3600)
     with pytest.raises(GoogleRetryError, match="wait 3600s"):
-        gsheets.read_spreadsheet(key, client=client)
+        gsheets_read.read_spreadsheet(key, client=client)
     assert clock.sleeps == []
 
 
@@ -226,7 +227,7 @@ def test_client_errors_are_not_retried(emu, client, clock):
 def test_a_dropped_connection_on_a_read_is_retried(emu, client):
     key = emu.create_spreadsheet("team", sheets={"Deals": deals_rows(deal())})
     emu.disconnect(times=1, match="values:batchGet")
-    assert len(gsheets.read_spreadsheet(key, client=client).tables["Deals"]) == 1
+    assert len(gsheets_read.read_spreadsheet(key, client=client).tables["Deals"]) == 1
     assert client.stats.retries == 1
 
 
@@ -386,7 +387,7 @@ def test_new_google_creates_the_standard_workbook_in_one_batch_update(emu):
     amount = column_letter(schema.DEALS.names.index("Amount"))
     assert revenue.startswith("=SUMPRODUCT(") and f"'Deals'!${amount}$2:${amount}" in revenue
     assert "[" not in revenue  # no Excel structured references left
-    book = gsheets.read_spreadsheet(key, client=gsheets.connect(session=emu.session(), fresh=True))
+    book = gsheets_read.read_spreadsheet(key, client=gsheets.connect(session=emu.session(), fresh=True))
     assert len(book.tables["Deals"]) == 0 and not [i for i in book.issues if i.severity == "error"]
     assert list(book.stages["Stage"]) == [s.name for s in schema.DEFAULT_STAGES]
 

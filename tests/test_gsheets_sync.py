@@ -11,11 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from gsheets_emulator import Emulator
-from salessheet import gsheets, schema
+from salessheet import gsheets, gsheets_master, gsheets_read, schema
 from salessheet.cli import cli
+from salessheet.errors import SyncError
 from salessheet.gsheets import Backoff, GoogleRetryError, Pacer
 from salessheet.reader import column_letter, read_workbook
-from salessheet.sync import SOURCE_FILE, sync
+from salessheet.sync import sync
+from salessheet.sync_sheets import SOURCE_FILE
 from sheetmaker import deal, deals_rows, write_xlsx
 from test_gsheets import FakeClock, secret_lines, service_account_file
 
@@ -66,14 +68,14 @@ def visible(emu, key) -> dict:
     out = {}
     for s in emu.metadata(key)["sheets"]:
         p = s["properties"]
-        if not p["title"].startswith(gsheets.TEMP_PREFIX):
+        if not p["title"].startswith(gsheets_master.TEMP_PREFIX):
             out[p["title"]] = (p["sheetId"], emu.values(key, p["title"]))
     return out
 
 
 def temp_tabs(emu, key) -> list[str]:
     return [s["properties"]["title"] for s in emu.metadata(key)["sheets"]
-            if s["properties"]["title"].startswith(gsheets.TEMP_PREFIX)]
+            if s["properties"]["title"].startswith(gsheets_master.TEMP_PREFIX)]
 
 
 def typed_rows(*deals) -> list[list]:
@@ -148,7 +150,7 @@ def test_template_team_sheets_and_a_mixed_sync_into_google_and_xlsx_masters(emu,
     res = run("sync", *srcs, "--into", xlsx, "--format", "json", env=env)
     assert res.exit_code == 0, res.output
     x = read_workbook(xlsx).tables["Deals"]
-    gbook = gsheets.read_spreadsheet(master, client=rep).tables["Deals"]
+    gbook = gsheets_read.read_spreadsheet(master, client=rep).tables["Deals"]
     cols = schema.DEALS.names + [SOURCE_FILE, "Source Row", "Sync Status"]
     pd.testing.assert_frame_equal(x[cols].reset_index(drop=True), gbook[cols].reset_index(drop=True))
 
@@ -279,7 +281,7 @@ def test_a_failed_swap_leaves_the_master_whole_and_the_next_sync_finishes_it(emu
     emu.fail(500, times=None, match=swap)
     emu.fail(500, times=None, match=lambda m, p, q, body: bool(body) and any(
         "deleteSheet" in r for r in body.get("requests", [])) and not any("addSheet" in r for r in body["requests"]))
-    with pytest.raises(gsheets.SyncError, match="could not be swapped in"):
+    with pytest.raises(SyncError, match="could not be swapped in"):
         sync([f"gsheet:{src}"], f"gsheet:{master}", state=state)
     assert visible(emu, master) == before  # hidden temp tabs may remain; nothing visible changed
     emu.clear_faults()
@@ -301,7 +303,7 @@ def test_the_emulator_quota_bites_an_unpaced_client():
                             backoff=Backoff(tries=0), fresh=True)
         with pytest.raises(GoogleRetryError, match="quota exceeded"):
             for _ in range(40):
-                gsheets.read_spreadsheet(key, client=c)
+                gsheets_read.read_spreadsheet(key, client=c)
 
 
 def test_syncing_100_google_sources_under_the_quota_surfaces_no_quota_error(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from salessheet.errors import LockedError, SyncError
 from salessheet.state import State, default_path, lock, row_history
-from salessheet.sync import TableRows
+from salessheet.sync_rows import TableRows
 
 
 def vals(**kw) -> str:

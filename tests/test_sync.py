@@ -511,7 +511,7 @@ def test_a_row_typed_into_the_master_is_kept(teams):
 
 @pytest.mark.parametrize("cache", ["kept", "deleted", "damaged"])
 def test_unchanged_rows_are_the_same_with_or_without_the_frames_cache(tmp_path, cache, monkeypatch):
-    from salessheet.sync import FrameCache
+    from salessheet.sync_cache import FrameCache
 
     filled = []
     fill = FrameCache.fill
