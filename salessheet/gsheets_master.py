@@ -207,27 +207,20 @@ def run_class():
 
 def resolve(specs, master: GoogleMaster | None, state_path: Path | None) -> tuple[list, list[str]]:
     """Sync sources from SOURCE arguments: Google specs, source objects, files/folders/globs; each once."""
-    from .sources_config import expand
+    from .sync import resolve_sources
 
     client = master._client if master is not None else None
-    out, warnings, seen = [], [], set()
-    for spec in specs:
+
+    def google(spec, warnings: list) -> list | None:
         key = google_key(spec)
-        if hasattr(spec, "read") and hasattr(spec, "content_hash"):
-            found = [spec]
-        elif key:
-            if master is not None and key == master.key:
-                warnings.append(f"{spec}: is the master itself; not read as a source")
-                continue
-            found = [GoogleSource(key, client)]
-        else:
-            found, w = expand([spec], exclude=[state_path] if state_path else ())
-            warnings += w
-        for s in found:
-            if s.id not in seen:
-                seen.add(s.id)
-                out.append(s)
-    return out, warnings
+        if not key:
+            return None
+        if master is not None and key == master.key:
+            warnings.append(f"{spec}: is the master itself; not read as a source")
+            return []
+        return [GoogleSource(key, client)]  # the master's client, when it has one
+
+    return resolve_sources(specs, exclude=[state_path] if state_path else (), special=google)
 
 
 def sync_google(sources, into, state=None, dry_run: bool = False, prune: bool = False, assign_ids: bool = False,

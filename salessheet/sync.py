@@ -153,13 +153,17 @@ def _read_many(sources: list, progress, workers: int) -> list[SourceRead]:
 
 # --- the run ------------------------------------------------------------------------------------
 
-def resolve_sources(specs, master: Path, state_path: Path) -> tuple[list, list[str]]:
-    """Source objects (passed through) and paths/folders/globs (expanded), each once, master excluded."""
-    exclude = [master, master.with_name(master.name + ".bak"), state_path]
+def resolve_sources(specs, exclude=(), special=None) -> tuple[list, list[str]]:
+    """Source objects (passed through) and paths/folders/globs (expanded), each once, `exclude`d paths left out.
+
+    special(spec, warnings): another kind of source (Google) turns its specs into sources itself; None
+    means "not mine"."""
     out, warnings, seen = [], [], set()
     for spec in specs:
         if hasattr(spec, "read") and hasattr(spec, "content_hash"):
             found = [spec]
+        elif special is not None and (got := special(spec, warnings)) is not None:
+            found = got
         else:
             found, w = expand([spec], exclude=exclude)
             warnings += w
@@ -197,7 +201,7 @@ def sync(sources, into, state=None, dry_run: bool = False, prune: bool = False, 
     if master.suffix.lower() not in (".xlsx", ".xlsm"):
         raise ValidationError(f"{master}: the master must be an .xlsx workbook")
     state_path = Path(state).expanduser().resolve() if state else state_mod.default_path(master)
-    srcs, warnings = resolve_sources(list(sources), master, state_path)
+    srcs, warnings = resolve_sources(list(sources), [master, master.with_name(master.name + ".bak"), state_path])
     if not srcs:
         raise SyncError("no sources to sync: " + ("; ".join(warnings) if warnings else "give files, folders or globs"))
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
