@@ -258,6 +258,28 @@ def _why(e: Exception) -> str:
     return msg[:200]
 
 
+def decode_csv(data: bytes, suffix: str = ".csv") -> tuple[str, str, str]:
+    """(text, encoding, delimiter) of a CSV file's bytes.
+
+    UTF-8 (with or without a BOM; "utf-8-sig" only when there is one, so writing back keeps the file as it
+    was), else Windows-1252, else Latin-1, which decodes anything. The delimiter is sniffed among , ; tab |
+    (Excel writes ; where the decimal mark is a comma); a .tsv falls back to tab, anything else to comma.
+    """
+    for enc in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            text = data.decode(enc)
+            break
+        except UnicodeDecodeError:
+            continue
+    if enc == "utf-8-sig" and not data.startswith(b"\xef\xbb\xbf"):
+        enc = "utf-8"
+    try:
+        delim = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|").delimiter
+    except csv.Error:
+        delim = "\t" if suffix.lower() == ".tsv" else ","
+    return text, enc, delim
+
+
 def _load_csv(path: Path) -> tuple[list[Sheet], dict[str, ExcelTable]]:
     if path.stat().st_size > MAX_UNPACKED_BYTES:
         raise ReadError(path, f"is {path.stat().st_size / 1024**3:.1f} GiB, too large to read as a sheet "
@@ -265,18 +287,7 @@ def _load_csv(path: Path) -> tuple[list[Sheet], dict[str, ExcelTable]]:
     data = path.read_bytes()
     if b"\x00" in data[:65536]:
         raise ReadError(path, "is not a spreadsheet or CSV file (it contains binary data)")
-    for enc in ("utf-8-sig", "cp1252", "latin-1"):
-        try:
-            text = data.decode(enc)
-            break
-        except UnicodeDecodeError:
-            continue
-    sample = text[:65536]
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-        delim = dialect.delimiter
-    except csv.Error:
-        delim = "\t" if path.suffix.lower() == ".tsv" else ","
+    text, _, delim = decode_csv(data, path.suffix)
     try:
         rows = [_trim(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delim)]
     except csv.Error as e:

@@ -208,19 +208,9 @@ def _write_csv_ids(path: Path, updates) -> None:
 
     from . import xlsxpkg
 
-    data = path.read_bytes()
-    for enc in ("utf-8-sig", "cp1252", "latin-1"):
-        try:
-            text = data.decode(enc)
-            break
-        except UnicodeDecodeError:
-            continue
-    if enc == "utf-8-sig" and not data.startswith(b"\xef\xbb\xbf"):
-        enc = "utf-8"
-    try:
-        delim = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|").delimiter
-    except csv.Error:
-        delim = ","
+    from .sources import decode_csv
+
+    text, enc, delim = decode_csv(path.read_bytes(), path.suffix)
     newline = "\r\n" if "\r\n" in text[:65536] else "\n"
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delim))
     for table, _sheet, column, ids in updates:
