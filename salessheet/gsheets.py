@@ -509,6 +509,18 @@ def default_client() -> GoogleClient:
     return connect(_default.get("credentials"), _default.get("session"))
 
 
+class WithClient:
+    """A Google spreadsheet we talk to: its client is made on first use, so naming one logs nobody in."""
+
+    _client: GoogleClient | None = None
+
+    @property
+    def client(self) -> GoogleClient:
+        if self._client is None:
+            self._client = default_client()
+        return self._client
+
+
 # --- chunking writes ----------------------------------------------------------------------------
 
 def _row_bytes(row: list) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SyncError
-from .gsheets import GoogleAccessError, GoogleClient, GoogleError, default_client, google_key, quote_sheet, \
+from .gsheets import GoogleAccessError, GoogleClient, GoogleError, WithClient, google_key, quote_sheet, \
     spreadsheet_url
 from .gsheets_cells import _format_requests, dashboard_grid, frame_grid
 from .gsheets_read import GoogleSource, book_from_grids, fetch, grids_hash
@@ -27,19 +27,13 @@ def default_state_path(key: str) -> Path:
     return base / f"gsheet-{key}.salessheet.db"
 
 
-class GoogleMaster:
+class GoogleMaster(WithClient):
     """A Google spreadsheet as the sync master (what the sync engine's `master` is for files)."""
 
     def __init__(self, key: str, client: GoogleClient | None = None):
         self.key = key
         self._client = client
         self._title: str | None = None
-
-    @property
-    def client(self) -> GoogleClient:
-        if self._client is None:
-            self._client = default_client()
-        return self._client
 
     @property
     def name(self) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .errors import ReadError
 from .gsheets import (GoogleAccessError, GoogleAuthError, GoogleClient, GoogleError, GoogleRetryError,
-                      default_client, google_key, quote_sheet)
+                      WithClient, default_client, google_key, quote_sheet)
 
 
 @dataclass
@@ -99,7 +99,7 @@ def grids_hash(grids: dict[str, list[list]]) -> str:
     return h.hexdigest()
 
 
-class GoogleSource:
+class GoogleSource(WithClient):
     """A Google spreadsheet as a sync source (same members as sources_config.FileSource)."""
 
     kind = "google"
@@ -113,12 +113,6 @@ class GoogleSource:
 
     def __repr__(self) -> str:
         return f"GoogleSource({self.key!r})"
-
-    @property
-    def client(self) -> GoogleClient:
-        if self._client is None:
-            self._client = default_client()
-        return self._client
 
     @property
     def id(self) -> str:
