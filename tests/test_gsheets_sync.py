@@ -254,13 +254,19 @@ def test_a_burst_of_429s_during_a_sync_is_absorbed(emu, client, clock, tmp_path)
     assert temp_tabs(emu, master) == []
 
 
-def test_a_permanent_failure_stops_clearly_and_leaves_the_master_as_it_was(emu, client, tmp_path):
+def synced_then_source_changed(emu, client, tmp_path):
+    """A master synced once from one source, then a new deal added in that source: the next sync must write."""
     src = emu.create_spreadsheet("A", sheets={"Deals": deals_rows(deal(Deal_ID="D-1"))})
     master = emu.create_spreadsheet("M", sheets={"Mine": [["keep", 1]]})
     state = tmp_path / "s.db"
     sync([f"gsheet:{src}"], f"gsheet:{master}", state=state)
     before = visible(emu, master)
     client.write_values(src, [{"range": "'Deals'!A3", "values": typed_rows(deal(Deal_ID="D-2"))}], "USER_ENTERED")
+    return src, master, state, before
+
+
+def test_a_permanent_failure_stops_clearly_and_leaves_the_master_as_it_was(emu, client, tmp_path):
+    src, master, state, before = synced_then_source_changed(emu, client, tmp_path)
     emu.fail(500, times=None, match="values:batchUpdate")  # staging cannot be written
     with pytest.raises(GoogleRetryError, match="HTTP 500"):
         sync([f"gsheet:{src}"], f"gsheet:{master}", state=state)
@@ -271,12 +277,7 @@ def test_a_permanent_failure_stops_clearly_and_leaves_the_master_as_it_was(emu, 
 
 
 def test_a_failed_swap_leaves_the_master_whole_and_the_next_sync_finishes_it(emu, client, tmp_path):
-    src = emu.create_spreadsheet("A", sheets={"Deals": deals_rows(deal(Deal_ID="D-1"))})
-    master = emu.create_spreadsheet("M", sheets={"Mine": [["keep", 1]]})
-    state = tmp_path / "s.db"
-    sync([f"gsheet:{src}"], f"gsheet:{master}", state=state)
-    before = visible(emu, master)
-    client.write_values(src, [{"range": "'Deals'!A3", "values": typed_rows(deal(Deal_ID="D-2"))}], "USER_ENTERED")
+    src, master, state, before = synced_then_source_changed(emu, client, tmp_path)
     swap = lambda method, path, query, body: bool(body) and any("copyPaste" in r for r in body.get("requests", []))  # noqa: E731
     emu.fail(500, times=None, match=swap)
     emu.fail(500, times=None, match=lambda m, p, q, body: bool(body) and any(
